@@ -1,0 +1,569 @@
+// CPU kernels of maskx::roi_align and maskx::multi_scale_roi_align (the single-level op
+// is the one-level case of the pyramid op).
+//
+// Work is split into tasks that own one (level, image, block of kChannelBlock channels).
+// A RoI's bin weights factor into row taps and column taps (roi_align_common.h), computed
+// once per RoI. When a (level, image) has many taps per pixel, its task first packs its
+// channel block into a pixel-major buffer ([H, W, kChannelBlock], float accumulation
+// type), so every tap is one contiguous vector load whatever the input layout (NCHW,
+// channels-last or strided) and the block stays cache-resident while all of the image's
+// RoIs are pooled from it. Sparse (level, image) pairs read the input in place. The
+// backward pass scatters into the same buffer and each task owns its slice of the
+// gradient, so it is deterministic without atomics.
+#include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <vector>
+
+#include "ops/roi_align_checks.h"
+#include "ops/roi_align_common.h"
+
+namespace maskx {
+namespace roi_align {
+namespace {
+
+constexpr int64_t kChannelBlock = 16;
+// Largest packed block per task; larger maps are read in place.
+constexpr int64_t kMaxPackedBytes = int64_t(64) << 20;
+
+struct LevelView {
+  int64_t height, width;
+  int64_t stride_n, stride_c, stride_h, stride_w;
+  double scale;
+};
+
+// Taps of every RoI: rows of bins 0..PH-1, then columns of bins 0..PW-1.
+template <typename acc_t>
+struct RoITaps {
+  int64_t bins_per_roi = 0;
+  std::vector<Tap<acc_t>> taps;
+  std::vector<int64_t> begin, count;  // [K * bins_per_roi]
+
+  const Tap<acc_t>* bin(int64_t roi, int64_t b) const { return taps.data() + begin[roi * bins_per_roi + b]; }
+  int64_t size(int64_t roi, int64_t b) const { return count[roi * bins_per_roi + b]; }
+};
+
+// The RoIs of one (level, image) pair, in input order.
+struct Group {
+  int64_t level, image;
+  std::vector<int64_t> rois;
+  int64_t taps_per_channel = 0;
+  bool packed = false;
+};
+
+struct Problem {
+  int64_t batch, channels, pooled_h, pooled_w, sampling_ratio;
+  bool aligned;
+  std::vector<LevelView> levels;
+};
+
+// Raises on a RoI whose batch index is not an integer in [0, batch), whose coordinates
+// are not finite, or whose level is out of range.
+template <typename scalar_t>
+void check_roi_values(const at::Tensor& rois, const int64_t* level_of, int64_t batch, int64_t num_levels) {
+  const scalar_t* r = rois.data_ptr<scalar_t>();
+  for (int64_t k = 0; k < rois.size(0); ++k) {
+    const double index = static_cast<double>(r[k * 5]);
+    TORCH_CHECK_VALUE(std::floor(index) == index && index >= 0 && index < static_cast<double>(batch),
+                      "roi_align: RoI ", k, " has batch index ", index, ", expected an integer in [0, ", batch,
+                      ")");
+    for (int j = 1; j < 5; ++j) {
+      TORCH_CHECK_VALUE(std::isfinite(static_cast<double>(r[k * 5 + j])), "roi_align: RoI ", k,
+                        " has a non-finite coordinate ", static_cast<double>(r[k * 5 + j]));
+    }
+    if (level_of != nullptr) {
+      TORCH_CHECK_VALUE(level_of[k] >= 0 && level_of[k] < num_levels, "multi_scale_roi_align: RoI ", k,
+                        " has level ", level_of[k], ", expected one in [0, ", num_levels, ")");
+    }
+  }
+}
+
+template <typename scalar_t, typename acc_t>
+RoITaps<acc_t> compute_taps(const at::Tensor& rois, const int64_t* level_of, const Problem& p) {
+  const int64_t num_rois = rois.size(0);
+  const scalar_t* r = rois.data_ptr<scalar_t>();
+  RoITaps<acc_t> t;
+  t.bins_per_roi = p.pooled_h + p.pooled_w;
+  t.begin.resize(num_rois * t.bins_per_roi);
+  t.count.resize(num_rois * t.bins_per_roi);
+  auto geometry = [&](int64_t k) {
+    const LevelView& lv = p.levels[level_of ? level_of[k] : 0];
+    return roi_geometry<acc_t>(r[k * 5 + 1], r[k * 5 + 2], r[k * 5 + 3], r[k * 5 + 4],
+                               static_cast<acc_t>(lv.scale), p.pooled_h, p.pooled_w, p.sampling_ratio, p.aligned);
+  };
+  int64_t total = 0;
+  for (int64_t k = 0; k < num_rois; ++k) {
+    const LevelView& lv = p.levels[level_of ? level_of[k] : 0];
+    const RoIGeometry<acc_t> g = geometry(k);
+    for (int64_t b = 0; b < t.bins_per_roi; ++b) {
+      t.begin[k * t.bins_per_roi + b] = total;
+      total += b < p.pooled_h ? max_bin_axis_taps(g.bin_h, g.grid_h, lv.height)
+                              : max_bin_axis_taps(g.bin_w, g.grid_w, lv.width);
+    }
+  }
+  t.taps.resize(total);
+  at::parallel_for(0, num_rois, 16, [&](int64_t lo, int64_t hi) {
+    for (int64_t k = lo; k < hi; ++k) {
+      const LevelView& lv = p.levels[level_of ? level_of[k] : 0];
+      const RoIGeometry<acc_t> g = geometry(k);
+      int64_t* begin = t.begin.data() + k * t.bins_per_roi;
+      int64_t* count = t.count.data() + k * t.bins_per_roi;
+      // The 1 / count average is folded into the row weights.
+      for (int64_t ph = 0; ph < p.pooled_h; ++ph) {
+        count[ph] = bin_axis_taps(g.start_h, g.bin_h, ph, g.grid_h, lv.height, g.inv_count, &t.taps[begin[ph]]);
+      }
+      for (int64_t pw = 0; pw < p.pooled_w; ++pw) {
+        const int64_t b = p.pooled_h + pw;
+        count[b] = bin_axis_taps(g.start_w, g.bin_w, pw, g.grid_w, lv.width, acc_t(1), &t.taps[begin[b]]);
+      }
+    }
+  });
+  return t;
+}
+
+// Groups RoIs by (level, image) and decides which groups are worth packing.
+template <typename acc_t>
+std::vector<Group> make_groups(const at::Tensor& rois, const int64_t* level_of, const RoITaps<acc_t>& taps,
+                               const Problem& p) {
+  const int64_t num_levels = static_cast<int64_t>(p.levels.size());
+  std::vector<Group> groups(num_levels * p.batch);
+  for (int64_t l = 0; l < num_levels; ++l) {
+    for (int64_t n = 0; n < p.batch; ++n) {
+      groups[l * p.batch + n].level = l;
+      groups[l * p.batch + n].image = n;
+    }
+  }
+  const at::Tensor index = rois.select(1, 0).to(at::kLong);
+  const int64_t* image_of = index.data_ptr<int64_t>();
+  for (int64_t k = 0; k < rois.size(0); ++k) {
+    Group& g = groups[(level_of ? level_of[k] : 0) * p.batch + image_of[k]];
+    g.rois.push_back(k);
+    int64_t rows = 0, cols = 0;
+    for (int64_t b = 0; b < p.pooled_h; ++b) rows += taps.size(k, b);
+    for (int64_t b = 0; b < p.pooled_w; ++b) cols += taps.size(k, p.pooled_h + b);
+    g.taps_per_channel += rows * cols;
+  }
+  for (Group& g : groups) {
+    const LevelView& lv = p.levels[g.level];
+    const int64_t pixels = lv.height * lv.width;
+    // Packing costs a pass over the block; it pays once taps outnumber pixels.
+    g.packed = pixels * kChannelBlock * int64_t(sizeof(acc_t)) <= kMaxPackedBytes && 2 * g.taps_per_channel >= pixels;
+  }
+  return groups;
+}
+
+struct Task {
+  int64_t group, channel_begin, roi;  // roi < 0: every RoI of the group
+  int64_t cost;
+};
+
+// Runs tasks on all threads, biggest first, each thread taking the next one free.
+template <typename Body>
+void run_tasks(std::vector<Task>& tasks, const Body& body) {
+  std::stable_sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) { return a.cost > b.cost; });
+  std::atomic<int64_t> next{0};
+  const int64_t num_tasks = static_cast<int64_t>(tasks.size());
+  const int64_t workers = std::min<int64_t>(at::get_num_threads(), num_tasks);
+  at::parallel_for(0, workers, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t w = lo; w < hi; ++w) {
+      typename Body::Scratch scratch;
+      for (int64_t t = next++; t < num_tasks; t = next++) {
+        body(tasks[t], scratch);
+      }
+    }
+  });
+}
+
+template <typename acc_t>
+using Vec = at::vec::Vectorized<acc_t>;
+
+// Weighted sum over a bin's taps of kChannelBlock-channel pixel vectors. `pixel(y, x)`
+// returns a pointer to the kChannelBlock values of one pixel.
+template <typename acc_t, typename Pixel>
+inline void pool_bin(const Tap<acc_t>* rows, int64_t num_rows, const Tap<acc_t>* cols, int64_t num_cols,
+                     const Pixel& pixel, acc_t* out) {
+  constexpr int64_t kVecs = kChannelBlock / Vec<acc_t>::size();
+  Vec<acc_t> acc[kVecs];
+  for (int64_t v = 0; v < kVecs; ++v) acc[v] = Vec<acc_t>(acc_t(0));
+  for (int64_t i = 0; i < num_rows; ++i) {
+    for (int64_t j = 0; j < num_cols; ++j) {
+      const Vec<acc_t> w(rows[i].weight * cols[j].weight);
+      const acc_t* src = pixel(rows[i].index, cols[j].index);
+      for (int64_t v = 0; v < kVecs; ++v) {
+        acc[v] = at::vec::fmadd(w, Vec<acc_t>::loadu(src + v * Vec<acc_t>::size()), acc[v]);
+      }
+    }
+  }
+  for (int64_t v = 0; v < kVecs; ++v) acc[v].store(out + v * Vec<acc_t>::size());
+}
+
+// Adds weight-scaled copies of a kChannelBlock-channel gradient vector to a bin's taps.
+template <typename acc_t>
+inline void scatter_bin(const Tap<acc_t>* rows, int64_t num_rows, const Tap<acc_t>* cols, int64_t num_cols,
+                        const acc_t* grad, acc_t* packed, int64_t width) {
+  constexpr int64_t kVecs = kChannelBlock / Vec<acc_t>::size();
+  Vec<acc_t> g[kVecs];
+  for (int64_t v = 0; v < kVecs; ++v) g[v] = Vec<acc_t>::loadu(grad + v * Vec<acc_t>::size());
+  for (int64_t i = 0; i < num_rows; ++i) {
+    for (int64_t j = 0; j < num_cols; ++j) {
+      const Vec<acc_t> w(rows[i].weight * cols[j].weight);
+      acc_t* dst = packed + (rows[i].index * width + cols[j].index) * kChannelBlock;
+      for (int64_t v = 0; v < kVecs; ++v) {
+        const int64_t o = v * Vec<acc_t>::size();
+        at::vec::fmadd(w, g[v], Vec<acc_t>::loadu(dst + o)).store(dst + o);
+      }
+    }
+  }
+}
+
+// Copies channels [c0, c0 + num_channels) of one image into a [H, W, kChannelBlock]
+// buffer, zero-padding the block.
+template <typename scalar_t, typename acc_t>
+void pack_block(const scalar_t* image, const LevelView& lv, int64_t c0, int64_t num_channels, acc_t* packed) {
+  const int64_t h = lv.height, w = lv.width;
+  if (num_channels < kChannelBlock) {
+    std::fill(packed, packed + h * w * kChannelBlock, acc_t(0));
+  }
+  if (lv.stride_w == 1) {
+    // Rows of each channel plane are contiguous (NCHW-like): stream them.
+    for (int64_t y = 0; y < h; ++y) {
+      for (int64_t k = 0; k < num_channels; ++k) {
+        const scalar_t* src = image + (c0 + k) * lv.stride_c + y * lv.stride_h;
+        acc_t* dst = packed + y * w * kChannelBlock + k;
+        for (int64_t x = 0; x < w; ++x) dst[x * kChannelBlock] = static_cast<acc_t>(src[x]);
+      }
+    }
+  } else {
+    for (int64_t y = 0; y < h; ++y) {
+      for (int64_t x = 0; x < w; ++x) {
+        const scalar_t* src = image + c0 * lv.stride_c + y * lv.stride_h + x * lv.stride_w;
+        acc_t* dst = packed + (y * w + x) * kChannelBlock;
+        for (int64_t k = 0; k < num_channels; ++k) dst[k] = static_cast<acc_t>(src[k * lv.stride_c]);
+      }
+    }
+  }
+}
+
+// Writes a packed block into channels [c0, c0 + num_channels) of one contiguous image.
+template <typename scalar_t, typename acc_t>
+void unpack_block(const acc_t* packed, int64_t h, int64_t w, int64_t c0, int64_t num_channels, scalar_t* image) {
+  for (int64_t k = 0; k < num_channels; ++k) {
+    scalar_t* dst = image + (c0 + k) * h * w;
+    for (int64_t i = 0; i < h * w; ++i) dst[i] = static_cast<scalar_t>(packed[i * kChannelBlock + k]);
+  }
+}
+
+template <typename acc_t>
+struct ForwardScratch {
+  std::vector<acc_t> packed, bins;
+  acc_t gathered[kChannelBlock];
+};
+
+template <typename scalar_t>
+struct ForwardBody {
+  using acc_t = at::opmath_type<scalar_t>;
+  using Scratch = ForwardScratch<acc_t>;
+  at::TensorList features;
+  const std::vector<Group>& groups;
+  const RoITaps<acc_t>& taps;
+  const Problem& p;
+  scalar_t* out;
+
+  // Pools RoI k for one channel block from `pixel` and writes its output slice.
+  template <typename Pixel>
+  void pool_roi(int64_t k, int64_t c0, int64_t num_channels, const Pixel& pixel, Scratch& s) const {
+    const int64_t bins = p.pooled_h * p.pooled_w;
+    s.bins.resize(bins * kChannelBlock);
+    for (int64_t ph = 0; ph < p.pooled_h; ++ph) {
+      for (int64_t pw = 0; pw < p.pooled_w; ++pw) {
+        pool_bin(taps.bin(k, ph), taps.size(k, ph), taps.bin(k, p.pooled_h + pw), taps.size(k, p.pooled_h + pw),
+                 pixel, s.bins.data() + (ph * p.pooled_w + pw) * kChannelBlock);
+      }
+    }
+    scalar_t* dst = out + (k * p.channels + c0) * bins;
+    for (int64_t c = 0; c < num_channels; ++c) {
+      for (int64_t b = 0; b < bins; ++b) dst[c * bins + b] = static_cast<scalar_t>(s.bins[b * kChannelBlock + c]);
+    }
+  }
+
+  void operator()(const Task& t, Scratch& s) const {
+    const Group& g = groups[t.group];
+    const LevelView& lv = p.levels[g.level];
+    const int64_t num_channels = std::min(kChannelBlock, p.channels - t.channel_begin);
+    const scalar_t* image = features[g.level].data_ptr<scalar_t>() + g.image * lv.stride_n;
+    if (t.roi < 0) {
+      s.packed.resize(lv.height * lv.width * kChannelBlock);
+      pack_block(image, lv, t.channel_begin, num_channels, s.packed.data());
+      const acc_t* packed = s.packed.data();
+      const int64_t width = lv.width;
+      auto pixel = [packed, width](int64_t y, int64_t x) { return packed + (y * width + x) * kChannelBlock; };
+      for (int64_t k : g.rois) pool_roi(k, t.channel_begin, num_channels, pixel, s);
+      return;
+    }
+    // Sparse group: gather each tap's channels from the input in place.
+    std::fill(s.gathered, s.gathered + kChannelBlock, acc_t(0));
+    const scalar_t* base = image + t.channel_begin * lv.stride_c;
+    acc_t* gathered = s.gathered;
+    auto pixel = [&lv, base, gathered, num_channels](int64_t y, int64_t x) {
+      const scalar_t* src = base + y * lv.stride_h + x * lv.stride_w;
+      for (int64_t c = 0; c < num_channels; ++c) gathered[c] = static_cast<acc_t>(src[c * lv.stride_c]);
+      return static_cast<const acc_t*>(gathered);
+    };
+    pool_roi(t.roi, t.channel_begin, num_channels, pixel, s);
+  }
+};
+
+template <typename scalar_t>
+void forward_impl(at::TensorList features, const at::Tensor& rois, const int64_t* level_of, const Problem& p,
+                  at::Tensor& output) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const RoITaps<acc_t> taps = compute_taps<scalar_t, acc_t>(rois, level_of, p);
+  const std::vector<Group> groups = make_groups(rois, level_of, taps, p);
+  const int64_t bins = p.pooled_h * p.pooled_w;
+  std::vector<Task> tasks;
+  for (int64_t gi = 0; gi < static_cast<int64_t>(groups.size()); ++gi) {
+    const Group& g = groups[gi];
+    const LevelView& lv = p.levels[g.level];
+    for (int64_t c0 = 0; c0 < p.channels; c0 += kChannelBlock) {
+      if (g.packed) {
+        tasks.push_back({gi, c0, -1, lv.height * lv.width + g.taps_per_channel});
+      } else {
+        for (int64_t k : g.rois) tasks.push_back({gi, c0, k, bins});
+      }
+    }
+  }
+  ForwardBody<scalar_t> body{features, groups, taps, p, output.data_ptr<scalar_t>()};
+  run_tasks(tasks, body);
+}
+
+template <typename acc_t>
+struct BackwardScratch {
+  std::vector<acc_t> packed, grad;
+};
+
+// Float and double only: reduced-precision gradients are computed in float32.
+template <typename scalar_t>
+struct BackwardBody {
+  using Scratch = BackwardScratch<scalar_t>;
+  const std::vector<Group>& groups;
+  const RoITaps<scalar_t>& taps;
+  const Problem& p;
+  const scalar_t* grad_out;
+  std::vector<at::Tensor>& grads;
+
+  // Gradient of RoI k for one channel block as [bins, kChannelBlock], zero-padded.
+  const scalar_t* gather_grad(int64_t k, int64_t c0, int64_t num_channels, Scratch& s) const {
+    const int64_t bins = p.pooled_h * p.pooled_w;
+    s.grad.assign(bins * kChannelBlock, scalar_t(0));
+    const scalar_t* src = grad_out + (k * p.channels + c0) * bins;
+    for (int64_t c = 0; c < num_channels; ++c) {
+      for (int64_t b = 0; b < bins; ++b) s.grad[b * kChannelBlock + c] = src[c * bins + b];
+    }
+    return s.grad.data();
+  }
+
+  void operator()(const Task& t, Scratch& s) const {
+    const Group& g = groups[t.group];
+    const LevelView& lv = p.levels[g.level];
+    const int64_t h = lv.height, w = lv.width, c0 = t.channel_begin;
+    const int64_t num_channels = std::min(kChannelBlock, p.channels - c0);
+    scalar_t* image = grads[g.level].data_ptr<scalar_t>() + g.image * p.channels * h * w;
+    if (g.packed) {
+      s.packed.assign(h * w * kChannelBlock, scalar_t(0));
+      for (int64_t k : g.rois) {
+        const scalar_t* gk = gather_grad(k, c0, num_channels, s);
+        for (int64_t ph = 0; ph < p.pooled_h; ++ph) {
+          for (int64_t pw = 0; pw < p.pooled_w; ++pw) {
+            scatter_bin(taps.bin(k, ph), taps.size(k, ph), taps.bin(k, p.pooled_h + pw),
+                        taps.size(k, p.pooled_h + pw), gk + (ph * p.pooled_w + pw) * kChannelBlock,
+                        s.packed.data(), w);
+          }
+        }
+      }
+      unpack_block(s.packed.data(), h, w, c0, num_channels, image);
+      return;
+    }
+    // Few taps: scatter straight into this task's own slice of the gradient.
+    scalar_t* slice = image + c0 * h * w;
+    std::fill(slice, slice + num_channels * h * w, scalar_t(0));
+    for (int64_t k : g.rois) {
+      const scalar_t* gk = gather_grad(k, c0, num_channels, s);
+      for (int64_t ph = 0; ph < p.pooled_h; ++ph) {
+        const Tap<scalar_t>* rows = taps.bin(k, ph);
+        for (int64_t pw = 0; pw < p.pooled_w; ++pw) {
+          const Tap<scalar_t>* cols = taps.bin(k, p.pooled_h + pw);
+          const scalar_t* gb = gk + (ph * p.pooled_w + pw) * kChannelBlock;
+          for (int64_t i = 0; i < taps.size(k, ph); ++i) {
+            for (int64_t j = 0; j < taps.size(k, p.pooled_h + pw); ++j) {
+              const scalar_t wt = rows[i].weight * cols[j].weight;
+              scalar_t* dst = slice + rows[i].index * w + cols[j].index;
+              for (int64_t c = 0; c < num_channels; ++c) dst[c * h * w] += wt * gb[c];
+            }
+          }
+        }
+      }
+    }
+  }
+};
+
+// grads[l] is a contiguous [N, C, H_l, W_l] tensor; every element is written.
+template <typename scalar_t>
+void backward_impl(const at::Tensor& grad, const at::Tensor& rois, const int64_t* level_of, const Problem& p,
+                   std::vector<at::Tensor>& grads) {
+  const RoITaps<scalar_t> taps = compute_taps<scalar_t, scalar_t>(rois, level_of, p);
+  const std::vector<Group> groups = make_groups(rois, level_of, taps, p);
+  std::vector<Task> tasks;
+  for (int64_t gi = 0; gi < static_cast<int64_t>(groups.size()); ++gi) {
+    const LevelView& lv = p.levels[groups[gi].level];
+    for (int64_t c0 = 0; c0 < p.channels; c0 += kChannelBlock) {
+      tasks.push_back({gi, c0, -1, lv.height * lv.width + groups[gi].taps_per_channel});
+    }
+  }
+  BackwardBody<scalar_t> body{groups, taps, p, grad.data_ptr<scalar_t>(), grads};
+  run_tasks(tasks, body);
+}
+
+Problem make_problem(int64_t batch, int64_t channels, int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
+                     bool aligned) {
+  Problem p;
+  p.batch = batch;
+  p.channels = channels;
+  p.pooled_h = pooled_h;
+  p.pooled_w = pooled_w;
+  p.sampling_ratio = sampling_ratio;
+  p.aligned = aligned;
+  return p;
+}
+
+LevelView level_view(const at::Tensor& f, double scale) {
+  return {f.size(2), f.size(3), f.stride(0), f.stride(1), f.stride(2), f.stride(3), scale};
+}
+
+LevelView level_view(int64_t channels, int64_t height, int64_t width, double scale) {
+  return {height, width, channels * height * width, height * width, width, 1, scale};
+}
+
+// Validates the RoI values (and levels) and returns the levels' data, or nullptr.
+const int64_t* checked_levels(const at::Tensor& rois, const at::Tensor* levels, const Problem& p) {
+  const int64_t* level_of = levels ? levels->data_ptr<int64_t>() : nullptr;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rois.scalar_type(), "roi_align_check", [&] {
+    check_roi_values<scalar_t>(rois, level_of, p.batch, static_cast<int64_t>(p.levels.size()));
+  });
+  return level_of;
+}
+
+at::Tensor pyramid_forward(at::TensorList features, const at::Tensor& rois_in, const at::Tensor* levels_in,
+                           at::ArrayRef<double> spatial_scales, int64_t pooled_h, int64_t pooled_w,
+                           int64_t sampling_ratio, bool aligned) {
+  check_pyramid(features, spatial_scales);
+  check_rois(rois_in, features[0]);
+  Problem p = make_problem(features[0].size(0), features[0].size(1), pooled_h, pooled_w, sampling_ratio, aligned);
+  for (size_t l = 0; l < features.size(); ++l) {
+    check_pooling_args(spatial_scales[l], pooled_h, pooled_w);
+    p.levels.push_back(level_view(features[l], spatial_scales[l]));
+  }
+  const at::Tensor rois = rois_in.contiguous();
+  at::Tensor levels;
+  if (levels_in) {
+    check_levels(*levels_in, rois, features.size());
+    levels = levels_in->contiguous();
+  }
+  const int64_t* level_of = checked_levels(rois, levels_in ? &levels : nullptr, p);
+  at::Tensor output = at::empty({rois.size(0), p.channels, pooled_h, pooled_w}, features[0].options());
+  if (output.numel() == 0) {
+    return output;
+  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rois.scalar_type(), "roi_align_forward",
+                                  [&] { forward_impl<scalar_t>(features, rois, level_of, p, output); });
+  return output;
+}
+
+std::vector<at::Tensor> pyramid_backward(const at::Tensor& grad_in, const at::Tensor& rois_in,
+                                         const at::Tensor* levels_in, at::ArrayRef<double> spatial_scales,
+                                         int64_t pooled_h, int64_t pooled_w, int64_t batch, int64_t channels,
+                                         at::ArrayRef<int64_t> heights, at::ArrayRef<int64_t> widths,
+                                         int64_t sampling_ratio, bool aligned) {
+  TORCH_CHECK_VALUE(heights.size() == widths.size() && heights.size() == spatial_scales.size(),
+                    "roi_align backward: one height, width and scale per level expected");
+  check_rois(rois_in, grad_in);
+  if (grad_in.scalar_type() == at::kHalf || grad_in.scalar_type() == at::kBFloat16) {
+    // Accumulate reduced-precision gradients in float32, then round once.
+    std::vector<at::Tensor> grads =
+        pyramid_backward(grad_in.to(at::kFloat), rois_in.to(at::kFloat), levels_in, spatial_scales, pooled_h,
+                         pooled_w, batch, channels, heights, widths, sampling_ratio, aligned);
+    for (at::Tensor& g : grads) g = g.to(grad_in.scalar_type());
+    return grads;
+  }
+  TORCH_CHECK_VALUE(grad_in.dim() == 4 && grad_in.size(0) == rois_in.size(0) && grad_in.size(1) == channels &&
+                        grad_in.size(2) == pooled_h && grad_in.size(3) == pooled_w,
+                    "roi_align backward: grad has shape ", grad_in.sizes(), ", expected [", rois_in.size(0), ", ",
+                    channels, ", ", pooled_h, ", ", pooled_w, "]");
+  Problem p = make_problem(batch, channels, pooled_h, pooled_w, sampling_ratio, aligned);
+  std::vector<at::Tensor> grads;
+  for (size_t l = 0; l < heights.size(); ++l) {
+    check_pooling_args(spatial_scales[l], pooled_h, pooled_w);
+    p.levels.push_back(level_view(channels, heights[l], widths[l], spatial_scales[l]));
+    grads.push_back(at::empty({batch, channels, heights[l], widths[l]}, grad_in.options()));
+  }
+  const at::Tensor rois = rois_in.contiguous();
+  at::Tensor levels;
+  if (levels_in) {
+    check_levels(*levels_in, rois, heights.size());
+    levels = levels_in->contiguous();
+  }
+  const int64_t* level_of = checked_levels(rois, levels_in ? &levels : nullptr, p);
+  if (batch * channels == 0) {
+    return grads;
+  }
+  const at::Tensor grad = grad_in.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "roi_align_backward",
+                             [&] { backward_impl<scalar_t>(grad, rois, level_of, p, grads); });
+  return grads;
+}
+
+at::Tensor roi_align_forward_kernel(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
+                                    int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, bool aligned) {
+  check_features(input);
+  return pyramid_forward({input}, rois, nullptr, {spatial_scale}, pooled_h, pooled_w, sampling_ratio, aligned);
+}
+
+at::Tensor roi_align_backward_kernel(const at::Tensor& grad, const at::Tensor& rois, double spatial_scale,
+                                     int64_t pooled_h, int64_t pooled_w, int64_t batch, int64_t channels,
+                                     int64_t height, int64_t width, int64_t sampling_ratio, bool aligned) {
+  return pyramid_backward(grad, rois, nullptr, {spatial_scale}, pooled_h, pooled_w, batch, channels, {height},
+                          {width}, sampling_ratio, aligned)[0];
+}
+
+at::Tensor multi_scale_roi_align_forward_kernel(at::TensorList features, const at::Tensor& rois,
+                                                const at::Tensor& levels, at::ArrayRef<double> spatial_scales,
+                                                int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
+                                                bool aligned) {
+  TORCH_CHECK_VALUE(!features.empty(), "multi_scale_roi_align: needs at least one feature level");
+  return pyramid_forward(features, rois, &levels, spatial_scales, pooled_h, pooled_w, sampling_ratio, aligned);
+}
+
+std::vector<at::Tensor> multi_scale_roi_align_backward_kernel(
+    const at::Tensor& grad, const at::Tensor& rois, const at::Tensor& levels, at::ArrayRef<double> spatial_scales,
+    int64_t pooled_h, int64_t pooled_w, int64_t batch, int64_t channels, at::IntArrayRef heights,
+    at::IntArrayRef widths, int64_t sampling_ratio, bool aligned) {
+  return pyramid_backward(grad, rois, &levels, spatial_scales, pooled_h, pooled_w, batch, channels, heights, widths,
+                          sampling_ratio, aligned);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(maskx, CPU, m) {
+  m.impl("roi_align", &roi_align_forward_kernel);
+  m.impl("_roi_align_backward", &roi_align_backward_kernel);
+  m.impl("multi_scale_roi_align", &multi_scale_roi_align_forward_kernel);
+  m.impl("_multi_scale_roi_align_backward", &multi_scale_roi_align_backward_kernel);
+}
+
+}  // namespace roi_align
+}  // namespace maskx

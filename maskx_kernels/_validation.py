@@ -1,0 +1,37 @@
+"""Argument checks shared by the Python faces of the ops (eager calls and fake kernels)."""
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def check_same_device(op: str, **tensors: Tensor) -> None:
+    devices = {name: t.device for name, t in tensors.items()}
+    check(
+        len(set(devices.values())) <= 1,
+        f"{op}: tensors must share one device, got " + ", ".join(f"{n} on {d}" for n, d in devices.items()),
+    )
+
+
+def check_float(op: str, name: str, t: Tensor) -> None:
+    check(t.dtype in FLOAT_DTYPES, f"{op}: {name} must be a floating tensor, got {t.dtype}")
+
+
+def should_check_values(*tensors: Tensor) -> bool:
+    """Data-dependent checks read tensor values: always on the CPU (where the kernels
+    check too), eagerly on other devices (one synchronisation), never while tracing."""
+    return not torch.compiler.is_compiling() and any(t.device.type != "cpu" for t in tensors)
+
+
+def pair(value, name: str) -> Sequence[int]:
+    if isinstance(value, int):
+        return (value, value)
+    check(len(value) == 2, f"{name} must be an int or a pair of ints, got {value!r}")
+    return (int(value[0]), int(value[1]))

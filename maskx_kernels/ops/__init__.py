@@ -1,0 +1,1 @@
+"""Python faces of the native ops: argument checks, fake kernels and autograd."""

@@ -1,0 +1,79 @@
+"""Builds maskx_kernels._C: C++ CPU kernels always, CUDA kernels when a GPU is present
+or FORCE_CUDA=1 (never with MASKX_NO_CUDA=1).
+
+Environment:
+  FORCE_CUDA=1            compile the CUDA sources even without a visible GPU
+  MASKX_NO_CUDA=1         never compile CUDA sources
+  MASKX_CPU_CAPABILITY    "avx2" or "default"; the default is what the build machine
+                          supports (like -march=native builds, the extension targets
+                          the CPU it is built on)
+  MASKX_DEBUG=1           -O0 -g build
+"""
+import glob
+import os
+import platform
+
+import torch
+from setuptools import find_packages, setup
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _flag(name):
+    return os.environ.get(name, "0") == "1"
+
+
+def _use_cuda():
+    if _flag("MASKX_NO_CUDA"):
+        return False
+    if _flag("FORCE_CUDA"):
+        if CUDA_HOME is None:
+            raise RuntimeError("FORCE_CUDA=1 but no CUDA toolkit was found: set CUDA_HOME")
+        return True
+    return torch.cuda.is_available() and CUDA_HOME is not None
+
+
+def _cpu_capability_flags():
+    """Vectorised kernels use at::vec; compile them for AVX2 the way ATen compiles its
+    own AVX2 kernels (same defines, so at::vec lands in its AVX2 namespace)."""
+    wanted = os.environ.get("MASKX_CPU_CAPABILITY")
+    if wanted is None:
+        supported = platform.machine() in ("x86_64", "AMD64") and torch.backends.cpu.get_cpu_capability() in (
+            "AVX2",
+            "AVX512",
+        )
+        wanted = "avx2" if supported else "default"
+    if wanted == "avx2":
+        return ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"]
+    if wanted == "default":
+        return []
+    raise RuntimeError(f"MASKX_CPU_CAPABILITY must be 'avx2' or 'default', got {wanted!r}")
+
+
+def _extension():
+    debug = _flag("MASKX_DEBUG")
+    opt = ["-O0", "-g"] if debug else ["-O3"]
+    sources = sorted(glob.glob("csrc/**/*.cpp", recursive=True))
+    cxx = opt + ["-fopenmp", "-Wno-unknown-pragmas"] + _cpu_capability_flags()
+    kwargs = dict(
+        name="maskx_kernels._C",
+        include_dirs=[os.path.join(ROOT, "csrc")],
+        extra_compile_args={"cxx": cxx},
+        extra_link_args=["-fopenmp"],
+        py_limited_api=True,
+    )
+    if _use_cuda():
+        sources += sorted(glob.glob("csrc/**/*.cu", recursive=True))
+        kwargs["extra_compile_args"]["nvcc"] = opt + ["--expt-relaxed-constexpr", "-lineinfo"]
+        kwargs["define_macros"] = [("MASKX_WITH_CUDA", None)]
+        return CUDAExtension(sources=sources, **kwargs)
+    return CppExtension(sources=sources, **kwargs)
+
+
+setup(
+    packages=find_packages(include=["maskx*", "maskx_kernels*"]),
+    ext_modules=[_extension()],
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    options={"bdist_wheel": {"py_limited_api": "cp310"}},
+)
