@@ -1,0 +1,101 @@
+"""Shared data fixtures: a small generated synthetic set and a hand-written COCO file."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from maskx.data.synthetic import generate_dataset
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A few synthetic images per subset, generated once per test session."""
+    root = tmp_path_factory.mktemp("synthetic")
+    generate_dataset(root, num_train=6, num_val=5, seed=11)
+    return root
+
+
+def _triangle_rle(height: int, width: int) -> dict:
+    yy, xx = np.mgrid[0:height, 0:width]
+    mask = ((xx >= 20) & (xx < 36) & (yy >= 8) & (yy < 24) & (xx - 20 <= yy - 8)).astype(np.uint8)
+    rle = mask_utils.encode(np.asfortranarray(mask))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
+def _uncompressed_rle(mask: np.ndarray) -> dict:
+    """COCO's crowd format: run lengths over the column-major pixels, starting with zeros."""
+    flat = mask.flatten(order="F")
+    changes = np.flatnonzero(np.diff(flat)) + 1
+    bounds = np.concatenate([[0], changes, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat[0]:
+        counts = [0] + counts
+    return {"size": list(mask.shape), "counts": counts}
+
+
+@dataclass
+class TinyCoco:
+    """A hand-written COCO file: polygons, compressed and uncompressed RLE, a crowd
+    region, a box-only annotation and an image whose only annotation is crowd."""
+
+    image_dir: Path
+    annotation_file: Path
+    data: dict
+
+    def write(self, data: dict, name: str = "instances_edited.json") -> Path:
+        path = self.annotation_file.with_name(name)
+        path.write_text(json.dumps(data))
+        return path
+
+    def edited(self) -> dict:
+        return copy.deepcopy(self.data)
+
+
+@pytest.fixture
+def tiny_coco(tmp_path) -> TinyCoco:
+    image_dir = tmp_path / "images"
+    image_dir.mkdir()
+    rng = np.random.default_rng(0)
+    images = [
+        {"id": 1, "file_name": "a.png", "width": 40, "height": 30},
+        {"id": 2, "file_name": "b.png", "width": 32, "height": 32},
+        {"id": 3, "file_name": "c.png", "width": 24, "height": 20},
+    ]
+    for image in images:
+        pixels = rng.integers(0, 256, (image["height"], image["width"], 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(image_dir / image["file_name"])
+    triangle = _triangle_rle(30, 40)
+    crowd_mask = np.zeros((20, 24), dtype=np.uint8)
+    crowd_mask[4:12, 6:18] = 1
+    annotations = [
+        {"id": 10, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 100.0,
+         "bbox": [5.0, 5.0, 10.0, 10.0], "segmentation": [[5, 5, 15, 5, 15, 15, 5, 15]]},
+        {"id": 11, "image_id": 1, "category_id": 2, "iscrowd": 0,
+         "area": float(mask_utils.area(triangle)),
+         "bbox": [float(v) for v in mask_utils.toBbox(triangle)], "segmentation": triangle},
+        {"id": 12, "image_id": 3, "category_id": 3, "iscrowd": 1, "area": 96.0,
+         "bbox": [6.0, 4.0, 12.0, 8.0], "segmentation": _uncompressed_rle(crowd_mask)},
+        {"id": 13, "image_id": 2, "category_id": 3, "iscrowd": 0, "area": 80.0,
+         "bbox": [2.0, 3.0, 10.0, 8.0]},
+        {"id": 14, "image_id": 2, "category_id": 1, "iscrowd": 0, "area": 120.0,
+         "bbox": [14.0, 10.0, 12.0, 10.0],
+         "segmentation": [[14, 10, 26, 10, 26, 20, 14, 20]]},
+    ]
+    data = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "square"}, {"id": 2, "name": "triangle"},
+                       {"id": 3, "name": "blob"}],
+    }
+    annotation_file = tmp_path / "instances_tiny.json"
+    annotation_file.write_text(json.dumps(data))
+    return TinyCoco(image_dir, annotation_file, data)

@@ -1,0 +1,138 @@
+import numpy as np
+import pytest
+
+from maskx.data.categories import CategoryMap
+from maskx.data.splits import (
+    COCO_CATEGORIES,
+    COCO_CATEGORY_IDS,
+    NONVOC_CATEGORY_IDS,
+    VOC_CATEGORY_IDS,
+    coco_random_splits,
+    resolve_split,
+    split_names,
+)
+from maskx.data.synthetic import SYNTHETIC_CATEGORIES, SYNTHETIC_SPLIT_A
+
+COCO_CATS = [{"id": i, "name": n, "supercategory": "x"} for i, n in COCO_CATEGORIES]
+SYNTHETIC_CATS = [{"id": i, "name": n} for i, n in SYNTHETIC_CATEGORIES]
+
+
+def test_coco_has_80_categories_with_standard_ids():
+    assert len(COCO_CATEGORY_IDS) == 80
+    missing = sorted(set(range(1, 91)) - set(COCO_CATEGORY_IDS))
+    assert missing == [12, 26, 29, 30, 45, 66, 68, 69, 71, 83]
+
+
+def test_voc_split_is_exact():
+    assert list(VOC_CATEGORY_IDS) == [
+        1, 2, 3, 4, 5, 6, 7, 9, 16, 17, 18, 19, 20, 21, 44, 62, 63, 64, 67, 72]
+    names = dict(COCO_CATEGORIES)
+    assert {names[i] for i in VOC_CATEGORY_IDS} == {
+        "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "boat", "bird",
+        "cat", "dog", "horse", "sheep", "cow", "bottle", "chair", "couch", "potted plant",
+        "dining table", "tv"}
+    a, b = resolve_split("voc", COCO_CATS)
+    assert a == list(VOC_CATEGORY_IDS)
+    assert b == list(NONVOC_CATEGORY_IDS) and len(b) == 60
+    assert resolve_split("nonvoc", COCO_CATS) == (b, a)
+
+
+def test_random_splits_equal_a_direct_rerun_of_the_reference_procedure():
+    saved = np.random.get_state()
+    try:
+        np.random.seed(3)
+        expected = {}
+        for trial in range(1, 6):
+            for n_a in (20, 30, 40, 50, 60):
+                indices = np.random.choice(80, n_a, replace=False)
+                ids = sorted(COCO_CATEGORY_IDS[i] for i in indices)
+                expected[f"E{trial}_A{n_a}B{80 - n_a}"] = ids
+    finally:
+        np.random.set_state(saved)
+    splits = coco_random_splits()
+    assert list(splits) == list(expected)
+    for name, ids in expected.items():
+        a, b = resolve_split(name, COCO_CATS)
+        assert a == ids == list(splits[name])
+        assert sorted(a + b) == list(COCO_CATEGORY_IDS)
+    # Distinct draws: not one split repeated.
+    assert len({tuple(v) for v in expected.values()}) == 25
+
+
+def test_random_splits_leave_global_numpy_state_alone():
+    coco_random_splits.cache_clear()
+    np.random.seed(123)
+    before = np.random.random()
+    np.random.seed(123)
+    coco_random_splits()
+    assert np.random.random() == before
+
+
+@pytest.mark.parametrize("name", ["E6_A20B60", "E1_A25B55", "E1_A20B50", "E0_A20B60"])
+def test_unknown_random_split_fails(name):
+    with pytest.raises(ValueError, match="unknown random split"):
+        resolve_split(name, COCO_CATS)
+
+
+@pytest.mark.parametrize("name", ["voc", "nonvoc", "E1_A20B60"])
+def test_coco_splits_refuse_other_category_lists(name):
+    with pytest.raises(ValueError, match="COCO's 80 categories"):
+        resolve_split(name, SYNTHETIC_CATS)
+    renamed = [dict(c, name="thing") if c["id"] == 1 else c for c in COCO_CATS]
+    with pytest.raises(ValueError, match="COCO's 80 categories"):
+        resolve_split(name, renamed)
+
+
+def test_synthetic_split_by_name():
+    a, b = resolve_split("synthetic", SYNTHETIC_CATS)
+    names = dict(SYNTHETIC_CATEGORIES)
+    assert [names[i] for i in a] == list(SYNTHETIC_SPLIT_A)
+    assert len(a) == len(b) == 12 and not set(a) & set(b)
+    with pytest.raises(ValueError, match="synthetic benchmark's categories"):
+        resolve_split("synthetic", COCO_CATS)
+
+
+def test_explicit_lists():
+    a, b = resolve_split("ids:3, 1", SYNTHETIC_CATS)
+    assert a == [1, 3] and b == [i for i in range(2, 25) if i != 3]
+    a, b = resolve_split("names:person,potted plant", COCO_CATS)
+    assert a == [1, 64] and len(b) == 78
+
+
+@pytest.mark.parametrize("name, message", [
+    ("ids:1,99", "unknown category ids"),
+    ("ids:", "non-empty"),
+    ("ids:1,,2", "non-empty"),
+    ("ids:one", "integers"),
+    ("names:disk,unicorn", "unknown category names"),
+    ("vocc", "unknown split"),
+])
+def test_bad_split_names(name, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_split(name, SYNTHETIC_CATS)
+
+
+def test_split_names_lists_every_named_split():
+    names = split_names()
+    assert names[:2] == ["voc", "nonvoc"] and names[-1] == "synthetic" and len(names) == 28
+    for name in names[:-1]:
+        resolve_split(name, COCO_CATS)
+
+
+def test_category_map_round_trip():
+    category_map = CategoryMap(COCO_CATS[::-1])
+    assert category_map.num_classes == 81
+    assert category_map.label(1) == 1 and category_map.label(90) == 80
+    assert category_map.category_id(80) == 90
+    labels = np.arange(1, 81)
+    assert category_map.category_ids_of(labels).tolist() == list(COCO_CATEGORY_IDS)
+    assert [category_map.label(i) for i in COCO_CATEGORY_IDS] == labels.tolist()
+    in_voc = category_map.label_mask(VOC_CATEGORY_IDS)
+    assert in_voc.shape == (81,) and in_voc.sum() == 20 and not in_voc[0]
+    assert in_voc[category_map.label(72)]
+    with pytest.raises(KeyError):
+        category_map.label(12)
+    with pytest.raises(KeyError):
+        category_map.category_ids_of([0, 1])
+    with pytest.raises(KeyError):
+        category_map.category_id(81)
