@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "ops/roi_align_checks.h"
@@ -149,6 +150,14 @@ std::vector<Group> make_groups(const at::Tensor& rois, const int64_t* level_of, 
     for (int64_t b = 0; b < p.pooled_w; ++b) cols += taps.size(k, p.pooled_h + b);
     g.taps_per_channel += rows * cols;
   }
+  // Visiting RoIs in row bands keeps overlapping RoIs' pixels in cache between them.
+  auto first_tap = [&](int64_t k, int64_t b) { return taps.size(k, b) > 0 ? taps.bin(k, b)[0].index : 0; };
+  for (Group& g : groups) {
+    std::stable_sort(g.rois.begin(), g.rois.end(), [&](int64_t a, int64_t b) {
+      const int64_t band_a = first_tap(a, 0) / kChannelBlock, band_b = first_tap(b, 0) / kChannelBlock;
+      return band_a != band_b ? band_a < band_b : first_tap(a, p.pooled_h) < first_tap(b, p.pooled_h);
+    });
+  }
   for (Group& g : groups) {
     const LevelView& lv = p.levels[g.level];
     const int64_t pixels = lv.height * lv.width;
@@ -184,23 +193,25 @@ template <typename acc_t>
 using Vec = at::vec::Vectorized<acc_t>;
 
 // Weighted sum over a bin's taps of kChannelBlock-channel pixel vectors. `pixel(y, x)`
-// returns a pointer to the kChannelBlock values of one pixel.
+// returns a pointer to the kChannelBlock values of one pixel. Even and odd columns
+// accumulate separately: two FMA chains per vector hide the FMA latency.
 template <typename acc_t, typename Pixel>
 inline void pool_bin(const Tap<acc_t>* rows, int64_t num_rows, const Tap<acc_t>* cols, int64_t num_cols,
                      const Pixel& pixel, acc_t* out) {
   constexpr int64_t kVecs = kChannelBlock / Vec<acc_t>::size();
-  Vec<acc_t> acc[kVecs];
-  for (int64_t v = 0; v < kVecs; ++v) acc[v] = Vec<acc_t>(acc_t(0));
+  Vec<acc_t> acc[2][kVecs];
+  for (int64_t v = 0; v < kVecs; ++v) acc[0][v] = acc[1][v] = Vec<acc_t>(acc_t(0));
   for (int64_t i = 0; i < num_rows; ++i) {
     for (int64_t j = 0; j < num_cols; ++j) {
       const Vec<acc_t> w(rows[i].weight * cols[j].weight);
       const acc_t* src = pixel(rows[i].index, cols[j].index);
+      Vec<acc_t>* a = acc[j & 1];
       for (int64_t v = 0; v < kVecs; ++v) {
-        acc[v] = at::vec::fmadd(w, Vec<acc_t>::loadu(src + v * Vec<acc_t>::size()), acc[v]);
+        a[v] = at::vec::fmadd(w, Vec<acc_t>::loadu(src + v * Vec<acc_t>::size()), a[v]);
       }
     }
   }
-  for (int64_t v = 0; v < kVecs; ++v) acc[v].store(out + v * Vec<acc_t>::size());
+  for (int64_t v = 0; v < kVecs; ++v) (acc[0][v] + acc[1][v]).store(out + v * Vec<acc_t>::size());
 }
 
 // Adds weight-scaled copies of a kChannelBlock-channel gradient vector to a bin's taps.
@@ -230,16 +241,8 @@ void pack_block(const scalar_t* image, const LevelView& lv, int64_t c0, int64_t 
   if (num_channels < kChannelBlock) {
     std::fill(packed, packed + h * w * kChannelBlock, acc_t(0));
   }
-  if (lv.stride_w == 1) {
-    // Rows of each channel plane are contiguous (NCHW-like): stream them.
-    for (int64_t y = 0; y < h; ++y) {
-      for (int64_t k = 0; k < num_channels; ++k) {
-        const scalar_t* src = image + (c0 + k) * lv.stride_c + y * lv.stride_h;
-        acc_t* dst = packed + y * w * kChannelBlock + k;
-        for (int64_t x = 0; x < w; ++x) dst[x * kChannelBlock] = static_cast<acc_t>(src[x]);
-      }
-    }
-  } else {
+  if (lv.stride_w != 1) {
+    // Channels-last or strided: each pixel's channels are gathered with one stride.
     for (int64_t y = 0; y < h; ++y) {
       for (int64_t x = 0; x < w; ++x) {
         const scalar_t* src = image + c0 * lv.stride_c + y * lv.stride_h + x * lv.stride_w;
@@ -247,15 +250,43 @@ void pack_block(const scalar_t* image, const LevelView& lv, int64_t c0, int64_t 
         for (int64_t k = 0; k < num_channels; ++k) dst[k] = static_cast<acc_t>(src[k * lv.stride_c]);
       }
     }
+    return;
+  }
+  // Channel rows are contiguous (NCHW-like): transpose kChannelBlock x kChannelBlock tiles
+  // in registers, then finish each row's tail.
+  for (int64_t y = 0; y < h; ++y) {
+    const scalar_t* row = image + c0 * lv.stride_c + y * lv.stride_h;
+    acc_t* dst = packed + y * w * kChannelBlock;
+    int64_t x = 0;
+    if constexpr (std::is_same_v<scalar_t, acc_t>) {
+      if (num_channels == kChannelBlock) {
+        for (; x + kChannelBlock <= w; x += kChannelBlock) {
+          at::vec::transpose_mxn<acc_t, kChannelBlock, kChannelBlock>(row + x, lv.stride_c, dst + x * kChannelBlock,
+                                                                    kChannelBlock);
+        }
+      }
+    }
+    for (int64_t k = 0; k < num_channels; ++k) {
+      const scalar_t* src = row + k * lv.stride_c;
+      for (int64_t xt = x; xt < w; ++xt) dst[xt * kChannelBlock + k] = static_cast<acc_t>(src[xt]);
+    }
   }
 }
 
 // Writes a packed block into channels [c0, c0 + num_channels) of one contiguous image.
-template <typename scalar_t, typename acc_t>
-void unpack_block(const acc_t* packed, int64_t h, int64_t w, int64_t c0, int64_t num_channels, scalar_t* image) {
+template <typename scalar_t>
+void unpack_block(const scalar_t* packed, int64_t h, int64_t w, int64_t c0, int64_t num_channels, scalar_t* image) {
+  const int64_t pixels = h * w;
+  int64_t i = 0;
+  if (num_channels == kChannelBlock) {
+    for (; i + kChannelBlock <= pixels; i += kChannelBlock) {
+      at::vec::transpose_mxn<scalar_t, kChannelBlock, kChannelBlock>(packed + i * kChannelBlock, kChannelBlock,
+                                                                   image + c0 * pixels + i, pixels);
+    }
+  }
   for (int64_t k = 0; k < num_channels; ++k) {
-    scalar_t* dst = image + (c0 + k) * h * w;
-    for (int64_t i = 0; i < h * w; ++i) dst[i] = static_cast<scalar_t>(packed[i * kChannelBlock + k]);
+    scalar_t* dst = image + (c0 + k) * pixels;
+    for (int64_t t = i; t < pixels; ++t) dst[t] = packed[t * kChannelBlock + k];
   }
 }
 
