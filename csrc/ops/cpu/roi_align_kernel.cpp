@@ -22,6 +22,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "ops/cpu/huge_pages.h"
 #include "ops/roi_align_checks.h"
 #include "ops/roi_align_common.h"
 
@@ -192,26 +193,37 @@ void run_tasks(std::vector<Task>& tasks, const Body& body) {
 template <typename acc_t>
 using Vec = at::vec::Vectorized<acc_t>;
 
-// Weighted sum over a bin's taps of kChannelBlock-channel pixel vectors. `pixel(y, x)`
-// returns a pointer to the kChannelBlock values of one pixel. Even and odd columns
-// accumulate separately: two FMA chains per vector hide the FMA latency.
+// Weighted sum over a bin's taps of kChannelBlock-channel pixel vectors.
+// `pixel(y, x, slot)` returns a pointer to the kChannelBlock values of one pixel, valid
+// until it is called again with the same slot. Columns are taken in pairs: two FMA
+// chains per vector, held in registers, hide the FMA latency.
 template <typename acc_t, typename Pixel>
 inline void pool_bin(const Tap<acc_t>* rows, int64_t num_rows, const Tap<acc_t>* cols, int64_t num_cols,
                      const Pixel& pixel, acc_t* out) {
-  constexpr int64_t kVecs = kChannelBlock / Vec<acc_t>::size();
-  Vec<acc_t> acc[2][kVecs];
-  for (int64_t v = 0; v < kVecs; ++v) acc[0][v] = acc[1][v] = Vec<acc_t>(acc_t(0));
+  using V = Vec<acc_t>;
+  constexpr int64_t kVecs = kChannelBlock / V::size();
+  V even[kVecs], odd[kVecs];
+  for (int64_t v = 0; v < kVecs; ++v) even[v] = odd[v] = V(acc_t(0));
   for (int64_t i = 0; i < num_rows; ++i) {
-    for (int64_t j = 0; j < num_cols; ++j) {
-      const Vec<acc_t> w(rows[i].weight * cols[j].weight);
-      const acc_t* src = pixel(rows[i].index, cols[j].index);
-      Vec<acc_t>* a = acc[j & 1];
+    const int64_t y = rows[i].index;
+    const acc_t wy = rows[i].weight;
+    int64_t j = 0;
+    for (; j + 1 < num_cols; j += 2) {
+      const V w0(wy * cols[j].weight), w1(wy * cols[j + 1].weight);
+      const acc_t* p0 = pixel(y, cols[j].index, 0);
+      const acc_t* p1 = pixel(y, cols[j + 1].index, 1);
       for (int64_t v = 0; v < kVecs; ++v) {
-        a[v] = at::vec::fmadd(w, Vec<acc_t>::loadu(src + v * Vec<acc_t>::size()), a[v]);
+        even[v] = at::vec::fmadd(w0, V::loadu(p0 + v * V::size()), even[v]);
+        odd[v] = at::vec::fmadd(w1, V::loadu(p1 + v * V::size()), odd[v]);
       }
     }
+    if (j < num_cols) {
+      const V w0(wy * cols[j].weight);
+      const acc_t* p0 = pixel(y, cols[j].index, 0);
+      for (int64_t v = 0; v < kVecs; ++v) even[v] = at::vec::fmadd(w0, V::loadu(p0 + v * V::size()), even[v]);
+    }
   }
-  for (int64_t v = 0; v < kVecs; ++v) (acc[0][v] + acc[1][v]).store(out + v * Vec<acc_t>::size());
+  for (int64_t v = 0; v < kVecs; ++v) (even[v] + odd[v]).store(out + v * V::size());
 }
 
 // Adds weight-scaled copies of a kChannelBlock-channel gradient vector to a bin's taps.
@@ -241,8 +253,19 @@ void pack_block(const scalar_t* image, const LevelView& lv, int64_t c0, int64_t 
   if (num_channels < kChannelBlock) {
     std::fill(packed, packed + h * w * kChannelBlock, acc_t(0));
   }
+  if (lv.stride_c == 1 && num_channels == kChannelBlock) {
+    // Channels-last: each pixel's block is already contiguous.
+    for (int64_t y = 0; y < h; ++y) {
+      for (int64_t x = 0; x < w; ++x) {
+        const scalar_t* src = image + c0 + y * lv.stride_h + x * lv.stride_w;
+        acc_t* dst = packed + (y * w + x) * kChannelBlock;
+        for (int64_t k = 0; k < kChannelBlock; ++k) dst[k] = static_cast<acc_t>(src[k]);
+      }
+    }
+    return;
+  }
   if (lv.stride_w != 1) {
-    // Channels-last or strided: each pixel's channels are gathered with one stride.
+    // Strided: each pixel's channels are gathered with one stride.
     for (int64_t y = 0; y < h; ++y) {
       for (int64_t x = 0; x < w; ++x) {
         const scalar_t* src = image + c0 * lv.stride_c + y * lv.stride_h + x * lv.stride_w;
@@ -293,7 +316,7 @@ void unpack_block(const scalar_t* packed, int64_t h, int64_t w, int64_t c0, int6
 template <typename acc_t>
 struct ForwardScratch {
   std::vector<acc_t> packed, bins;
-  acc_t gathered[kChannelBlock];
+  acc_t gathered[2][kChannelBlock] = {};  // zero padding past the block's channels
 };
 
 template <typename scalar_t>
@@ -317,9 +340,20 @@ struct ForwardBody {
                  pixel, s.bins.data() + (ph * p.pooled_w + pw) * kChannelBlock);
       }
     }
+    // [bins, channels] -> the output's [channels, bins], in register-tile transposes
+    // where possible: scattered scalar stores would dominate the whole kernel.
     scalar_t* dst = out + (k * p.channels + c0) * bins;
+    int64_t b0 = 0;
+    if constexpr (std::is_same_v<scalar_t, acc_t>) {
+      if (num_channels == kChannelBlock) {
+        for (; b0 + kChannelBlock <= bins; b0 += kChannelBlock) {
+          at::vec::transpose_mxn<acc_t, kChannelBlock, kChannelBlock>(s.bins.data() + b0 * kChannelBlock,
+                                                                    kChannelBlock, dst + b0, bins);
+        }
+      }
+    }
     for (int64_t c = 0; c < num_channels; ++c) {
-      for (int64_t b = 0; b < bins; ++b) dst[c * bins + b] = static_cast<scalar_t>(s.bins[b * kChannelBlock + c]);
+      for (int64_t b = b0; b < bins; ++b) dst[c * bins + b] = static_cast<scalar_t>(s.bins[b * kChannelBlock + c]);
     }
   }
 
@@ -333,18 +367,17 @@ struct ForwardBody {
       pack_block(image, lv, t.channel_begin, num_channels, s.packed.data());
       const acc_t* packed = s.packed.data();
       const int64_t width = lv.width;
-      auto pixel = [packed, width](int64_t y, int64_t x) { return packed + (y * width + x) * kChannelBlock; };
+      auto pixel = [packed, width](int64_t y, int64_t x, int) { return packed + (y * width + x) * kChannelBlock; };
       for (int64_t k : g.rois) pool_roi(k, t.channel_begin, num_channels, pixel, s);
       return;
     }
     // Sparse group: gather each tap's channels from the input in place.
-    std::fill(s.gathered, s.gathered + kChannelBlock, acc_t(0));
     const scalar_t* base = image + t.channel_begin * lv.stride_c;
-    acc_t* gathered = s.gathered;
-    auto pixel = [&lv, base, gathered, num_channels](int64_t y, int64_t x) {
+    auto pixel = [&lv, base, &s, num_channels](int64_t y, int64_t x, int slot) {
       const scalar_t* src = base + y * lv.stride_h + x * lv.stride_w;
-      for (int64_t c = 0; c < num_channels; ++c) gathered[c] = static_cast<acc_t>(src[c * lv.stride_c]);
-      return static_cast<const acc_t*>(gathered);
+      acc_t* dst = s.gathered[slot];
+      for (int64_t c = 0; c < num_channels; ++c) dst[c] = static_cast<acc_t>(src[c * lv.stride_c]);
+      return static_cast<const acc_t*>(dst);
     };
     pool_roi(t.roi, t.channel_begin, num_channels, pixel, s);
   }
@@ -506,7 +539,7 @@ at::Tensor pyramid_forward(at::TensorList features, const at::Tensor& rois_in, c
     levels = levels_in->contiguous();
   }
   const int64_t* level_of = checked_levels(rois, levels_in ? &levels : nullptr, p);
-  at::Tensor output = at::empty({rois.size(0), p.channels, pooled_h, pooled_w}, features[0].options());
+  at::Tensor output = cpu::empty_huge({rois.size(0), p.channels, pooled_h, pooled_w}, features[0].options());
   if (output.numel() == 0) {
     return output;
   }
@@ -540,7 +573,7 @@ std::vector<at::Tensor> pyramid_backward(const at::Tensor& grad_in, const at::Te
   for (size_t l = 0; l < heights.size(); ++l) {
     check_pooling_args(spatial_scales[l], pooled_h, pooled_w);
     p.levels.push_back(level_view(channels, heights[l], widths[l], spatial_scales[l]));
-    grads.push_back(at::empty({batch, channels, heights[l], widths[l]}, grad_in.options()));
+    grads.push_back(cpu::empty_huge({batch, channels, heights[l], widths[l]}, grad_in.options()));
   }
   const at::Tensor rois = rois_in.contiguous();
   at::Tensor levels;

@@ -1,0 +1,1 @@
+"""pytest-benchmark suites comparing maskx with torchvision (and other baselines) in one run."""

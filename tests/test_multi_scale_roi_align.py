@@ -1,0 +1,185 @@
+"""maskx_kernels.MultiScaleRoIAlign and multi_scale_roi_align on the CPU."""
+from collections import OrderedDict
+
+import pytest
+import torch
+import torchvision
+from roi_inputs import random_rois
+
+import maskx_kernels as mk
+from maskx_kernels.ops.multi_scale_roi_align import fpn_levels
+from maskx_kernels.reference import roi_align as ref
+
+NAMES = ["p2", "p3", "p4", "p5"]
+
+
+def pyramid(batch, channels, image_size, strides=(4, 8, 16, 32), dtype=torch.float64, seed=0, channels_last=False):
+    g = torch.Generator().manual_seed(seed)
+    feats = OrderedDict()
+    for name, s in zip(NAMES, strides):
+        f = torch.randn(batch, channels, -(-image_size[0] // s), -(-image_size[1] // s), generator=g, dtype=torch.float64)
+        feats[name] = f.to(dtype).contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    return feats
+
+
+def box_lists(counts, image_shapes, seed):
+    """Boxes of every size class (so all levels get RoIs), clipped to each image."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for n, (h, w) in zip(counts, image_shapes):
+        side = torch.exp(torch.empty(n, 2, dtype=torch.float64).uniform_(2.0, 6.5, generator=g))
+        centre = torch.rand(n, 2, generator=g, dtype=torch.float64) * torch.tensor([w, h], dtype=torch.float64)
+        lo = (centre - side / 2).clamp(min=0)
+        hi = torch.minimum(centre + side / 2, torch.tensor([w, h], dtype=torch.float64))
+        out.append(torch.cat([lo, hi], dim=1))
+    return out
+
+
+@pytest.mark.parametrize("output_size", [7, (14, 14), (5, 3)])
+@pytest.mark.parametrize("sampling_ratio", [2, 0])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_matches_torchvision(output_size, sampling_ratio, dtype, channels_last):
+    image_shapes = [(120, 150), (97, 161)]
+    x = pyramid(2, 9, (128, 164), dtype=dtype, seed=sampling_ratio, channels_last=channels_last)
+    boxes = [b.to(dtype) for b in box_lists([40, 33], image_shapes, seed=3)]
+    # A small canonical scale spreads these small images' boxes over all four levels.
+    ours = mk.MultiScaleRoIAlign(NAMES, output_size, sampling_ratio, canonical_scale=56)(x, boxes, image_shapes)
+    theirs = torchvision.ops.MultiScaleRoIAlign(NAMES, output_size, sampling_ratio, canonical_scale=56)(
+        x, boxes, image_shapes
+    )
+    tol = dict(rtol=1e-9, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ours, theirs, **tol)
+    rois = torch.cat([torch.cat([torch.full((len(b), 1), float(i), dtype=dtype), b], 1) for i, b in enumerate(boxes)])
+    levels = fpn_levels(rois[:, 1:], 2, 5, 56, 4)
+    assert len(levels.unique()) == 4, "the boxes must spread over the levels"
+
+
+def test_levels_match_torchvision_level_mapper():
+    from torchvision.ops.poolers import LevelMapper
+
+    boxes = box_lists([500], [(800, 1088)], seed=1)[0]
+    for k_min, k_max in [(2, 5), (3, 6), (2, 2)]:
+        expected = LevelMapper(k_min, k_max)([boxes])
+        assert torch.equal(fpn_levels(boxes, k_min, k_max, 224, 4), expected)
+
+
+def test_single_level_and_canonical_options():
+    image_shapes = [(64, 64)]
+    x = pyramid(1, 4, (64, 64), seed=4)
+    boxes = box_lists([12], image_shapes, seed=5)
+    for names in (["p3"], ["p2", "p3", "p4"]):
+        ours = mk.MultiScaleRoIAlign(names, 4, 2, canonical_scale=112, canonical_level=3)(x, boxes, image_shapes)
+        theirs = torchvision.ops.MultiScaleRoIAlign(names, 4, 2, canonical_scale=112, canonical_level=3)(
+            x, boxes, image_shapes
+        )
+        torch.testing.assert_close(ours, theirs)
+
+
+def test_functional_matches_reference_with_explicit_levels():
+    g = torch.Generator().manual_seed(6)
+    feats = list(pyramid(2, 5, (40, 52), seed=6).values())
+    scales = [0.25, 0.125, 0.0625, 0.03125]
+    rois = random_rois(70, 2, 10, 13, 0.25, generator=g)
+    levels = torch.randint(0, 4, (70,), generator=g)
+    for sampling_ratio, aligned in [(0, False), (2, True), (1, False)]:
+        out = mk.multi_scale_roi_align(feats, rois, levels, scales, (3, 4), sampling_ratio, aligned)
+        expected = ref.multi_scale_roi_align(feats, rois, levels, scales, 3, 4, sampling_ratio, aligned)
+        torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-10)
+
+
+def test_empty_boxes():
+    x = pyramid(2, 3, (64, 64), seed=7)
+    boxes = [torch.zeros(0, 4, dtype=torch.float64), torch.zeros(0, 4, dtype=torch.float64)]
+    out = mk.MultiScaleRoIAlign(NAMES, 7, 2)(x, boxes, [(64, 64), (64, 64)])
+    assert out.shape == (0, 3, 7, 7)
+
+
+def test_gradcheck_all_levels():
+    feats = [f.requires_grad_() for f in pyramid(2, 2, (32, 40), seed=8).values()]
+    boxes = box_lists([6, 5], [(32, 40), (30, 36)], seed=9)
+    pooler = mk.MultiScaleRoIAlign(NAMES, (2, 3), 2, canonical_scale=16, canonical_level=4)
+
+    def run(*levels):
+        return pooler(dict(zip(NAMES, levels)), boxes, [(32, 40), (30, 36)])
+
+    assert torch.autograd.gradcheck(run, tuple(feats))
+
+
+def test_backward_matches_torchvision():
+    image_shapes = [(100, 120), (90, 128)]
+    feats = pyramid(2, 7, (100, 128), dtype=torch.float32, seed=10)
+    boxes = [b.float() for b in box_lists([60, 45], image_shapes, seed=11)]
+    grads = []
+    for pooler in (mk.MultiScaleRoIAlign(NAMES, 7, 2), torchvision.ops.MultiScaleRoIAlign(NAMES, 7, 2)):
+        x = {k: v.clone().requires_grad_() for k, v in feats.items()}
+        out = pooler(x, boxes, image_shapes)
+        out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+        grads.append([x[k].grad for k in NAMES])
+    for ours, theirs in zip(*grads):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_opcheck():
+    g = torch.Generator().manual_seed(12)
+    feats = [f.float() for f in pyramid(2, 3, (32, 48), seed=12).values()]
+    rois = random_rois(20, 2, 8, 12, 0.25, dtype=torch.float32, generator=g)
+    levels = torch.randint(0, 4, (20,), generator=g)
+    scales = [0.25, 0.125, 0.0625, 0.03125]
+    args = (feats, rois, levels, scales, 3, 3, 2, False)
+    torch.library.opcheck(torch.ops.maskx.multi_scale_roi_align.default, args)
+    torch.library.opcheck(
+        torch.ops.maskx.multi_scale_roi_align.default, ([f.requires_grad_() for f in feats], *args[1:])
+    )
+    grad = torch.randn(20, 3, 3, 3, generator=g)
+    heights, widths = [f.shape[2] for f in feats], [f.shape[3] for f in feats]
+    torch.library.opcheck(
+        torch.ops.maskx._multi_scale_roi_align_backward.default,
+        (grad, rois, levels, scales, 3, 3, 2, 3, heights, widths, 2, False),
+    )
+
+
+def test_torch_compile_fullgraph_has_no_host_sync():
+    # fullgraph=True fails on any graph break, e.g. a data-dependent host synchronisation.
+    image_shapes = [(64, 80), (60, 72)]
+    feats = pyramid(2, 4, (64, 80), dtype=torch.float32, seed=13)
+    boxes = [b.float() for b in box_lists([9, 7], image_shapes, seed=14)]
+    pooler = mk.MultiScaleRoIAlign(NAMES, 3, 2)
+    compiled = torch.compile(pooler, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(feats, boxes, image_shapes), pooler(feats, boxes, image_shapes))
+
+
+class TestBadInput:
+    feats = pyramid(2, 3, (32, 32), seed=15)
+    boxes = box_lists([3, 2], [(32, 32), (32, 32)], seed=16)
+
+    def test_missing_feature_map(self):
+        with pytest.raises(ValueError, match="missing"):
+            mk.MultiScaleRoIAlign(["p2", "p9"], 2, 2)(self.feats, self.boxes, [(32, 32)] * 2)
+
+    def test_mismatched_levels(self):
+        bad = dict(self.feats, p3=self.feats["p3"][:, :2])
+        with pytest.raises(ValueError, match="must share"):
+            mk.MultiScaleRoIAlign(NAMES, 2, 2)(bad, self.boxes, [(32, 32)] * 2)
+        bad = dict(self.feats, p4=self.feats["p4"].float())
+        with pytest.raises(ValueError, match="must share"):
+            mk.MultiScaleRoIAlign(NAMES, 2, 2)(bad, self.boxes, [(32, 32)] * 2)
+
+    def test_empty_image_shapes(self):
+        with pytest.raises(ValueError, match="image_shapes"):
+            mk.MultiScaleRoIAlign(NAMES, 2, 2)(self.feats, self.boxes, [])
+
+    def test_levels_argument(self):
+        feats = list(self.feats.values())
+        rois = torch.tensor([[0, 1.0, 1.0, 9.0, 9.0]], dtype=torch.float64)
+        scales = [0.25, 0.125, 0.0625, 0.03125]
+        with pytest.raises(ValueError, match="int64"):
+            mk.multi_scale_roi_align(feats, rois, torch.zeros(1, dtype=torch.int32), scales, 2)
+        with pytest.raises(ValueError, match="levels must be a Tensor\\[K\\]"):
+            mk.multi_scale_roi_align(feats, rois, torch.zeros(2, dtype=torch.int64), scales, 2)
+        with pytest.raises(ValueError, match="level"):
+            mk.multi_scale_roi_align(feats, rois, torch.tensor([4]), scales, 2)
+        with pytest.raises(ValueError, match="scales"):
+            mk.multi_scale_roi_align(feats, rois, torch.tensor([0]), scales[:3], 2)
+        with pytest.raises(ValueError, match="batch index"):
+            mk.multi_scale_roi_align(feats, rois + torch.tensor([2.0, 0, 0, 0, 0]), torch.tensor([0]), scales, 2)

@@ -1,0 +1,245 @@
+"""maskx_kernels.roi_align on the CPU: reference and torchvision agreement, gradients,
+opcheck, torch.compile and bad input."""
+import itertools
+
+import pytest
+import torch
+import torchvision
+from roi_inputs import random_features, random_rois
+
+import maskx_kernels as mk
+from maskx_kernels.reference import roi_align as ref
+
+TOLERANCE = {
+    torch.float64: dict(rtol=1e-9, atol=1e-10),
+    torch.float32: dict(rtol=1e-4, atol=1e-5),
+    torch.float16: dict(rtol=1e-2, atol=1e-2),
+    torch.bfloat16: dict(rtol=4e-2, atol=4e-2),
+}
+
+
+def run_reference(x, rois, output_size, scale, sr, aligned):
+    return ref.roi_align(x.double(), rois.double(), scale, output_size[0], output_size[1], sr, aligned)
+
+
+# (batch, channels, height, width, num_rois, output_size, spatial_scale). The first cases
+# have many RoIs per pixel (the packed path), the later ones few (RoIs read in place).
+SHAPES = [
+    (2, 16, 9, 11, 40, (7, 7), 0.5),
+    (1, 37, 13, 7, 60, (3, 5), 1.0),
+    (3, 5, 6, 17, 90, (2, 9), 0.25),
+    (2, 33, 64, 80, 3, (7, 7), 0.5),
+    (1, 19, 97, 55, 2, (14, 14), 0.125),
+    (2, 1, 40, 40, 5, (1, 1), 1.0),
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s[:4])) + f"-{s[4]}rois")
+@pytest.mark.parametrize("sampling_ratio", [0, 1, 2, 3])
+@pytest.mark.parametrize("aligned", [False, True])
+def test_matches_reference_and_torchvision_float64(shape, sampling_ratio, aligned):
+    n, c, h, w, k, output_size, scale = shape
+    g = torch.Generator().manual_seed(hash((shape, sampling_ratio, aligned)) % 2**31)
+    x = random_features(n, c, h, w, generator=g)
+    rois = random_rois(k, n, h, w, scale, generator=g)
+    out = mk.roi_align(x, rois, output_size, scale, sampling_ratio, aligned)
+    expected = run_reference(x, rois, output_size, scale, sampling_ratio, aligned)
+    torch.testing.assert_close(out, expected, **TOLERANCE[torch.float64])
+    tv = torchvision.ops.roi_align(x, rois, output_size, scale, sampling_ratio, aligned)
+    torch.testing.assert_close(out, tv, **TOLERANCE[torch.float64])
+    assert out.abs().sum() > 0, "inputs must exercise non-zero outputs"
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
+@pytest.mark.parametrize("num_rois", [2, 150])
+def test_memory_layouts(layout, num_rois):
+    g = torch.Generator().manual_seed(num_rois)
+    x = random_features(2, 35, 21, 18, layout=layout, generator=g)
+    rois = random_rois(num_rois, 2, 21, 18, 0.5, generator=g)
+    out = mk.roi_align(x, rois, (5, 4), 0.5, 2, True)
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, run_reference(x, rois, (5, 4), 0.5, 2, True), **TOLERANCE[torch.float64])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("num_rois", [3, 120])
+def test_low_precision_against_float64(dtype, layout, num_rois):
+    g = torch.Generator().manual_seed(7 + num_rois)
+    x = random_features(2, 20, 15, 23, dtype=dtype, layout=layout, generator=g)
+    rois = random_rois(num_rois, 2, 15, 23, 0.5, dtype=dtype, generator=g)
+    out = mk.roi_align(x, rois, (7, 7), 0.5, 0, False)
+    assert out.dtype == dtype
+    expected = run_reference(x, rois, (7, 7), 0.5, 0, False)
+    torch.testing.assert_close(out.double(), expected, **TOLERANCE[dtype])
+
+
+def test_box_list_and_module_match_tensor_form():
+    g = torch.Generator().manual_seed(3)
+    x = random_features(3, 6, 12, 14, generator=g)
+    boxes = [random_rois(n, 1, 12, 14, 1.0, generator=g)[:, 1:] for n in (4, 0, 5)]
+    rois = torch.cat([torch.cat([torch.full((len(b), 1), float(i), dtype=b.dtype), b], 1) for i, b in enumerate(boxes)])
+    expected = mk.roi_align(x, rois, 3, 1.0, 2)
+    torch.testing.assert_close(mk.roi_align(x, boxes, 3, 1.0, 2), expected, rtol=0, atol=0)
+    module = mk.RoIAlign((3, 3), 1.0, 2)
+    torch.testing.assert_close(module(x, boxes), expected, rtol=0, atol=0)
+    torch.testing.assert_close(torchvision.ops.roi_align(x, boxes, 3, 1.0, 2), expected)
+    assert "RoIAlign(output_size=(3, 3)" in repr(module)
+
+
+def test_empty_inputs():
+    x = random_features(2, 4, 8, 8)
+    out = mk.roi_align(x, torch.zeros(0, 5, dtype=torch.float64), (3, 2), 1.0)
+    assert out.shape == (0, 4, 3, 2)
+    rois = random_rois(5, 2, 8, 8, 1.0)
+    assert mk.roi_align(x[:, :0], rois, 2, 1.0).shape == (5, 0, 2, 2)
+    x = x.requires_grad_()
+    empty = mk.roi_align(x, torch.zeros(0, 5, dtype=torch.float64), 2, 1.0)
+    empty.sum().backward()
+    assert torch.equal(x.grad, torch.zeros_like(x))
+
+
+@pytest.mark.parametrize("num_rois", [2, 60])
+@pytest.mark.parametrize("sampling_ratio,aligned", [(0, False), (2, True), (3, False)])
+def test_gradcheck(num_rois, sampling_ratio, aligned):
+    g = torch.Generator().manual_seed(num_rois + sampling_ratio)
+    x = random_features(2, 3, 7, 9, generator=g).requires_grad_()
+    rois = random_rois(num_rois, 2, 7, 9, 1.0, generator=g)
+    assert torch.autograd.gradcheck(lambda t: mk.roi_align(t, rois, (3, 2), 1.0, sampling_ratio, aligned), (x,))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("num_rois", [2, 80])
+def test_backward_matches_reference(dtype, layout, num_rois):
+    g = torch.Generator().manual_seed(11 + num_rois)
+    x = random_features(2, 18, 11, 13, dtype=dtype, layout=layout, generator=g)
+    rois = random_rois(num_rois, 2, 11, 13, 0.5, dtype=dtype, generator=g)
+    grad_out = torch.randn(num_rois, 18, 4, 5, generator=g, dtype=torch.float64).to(dtype)
+    x_ = x.detach().requires_grad_()
+    mk.roi_align(x_, rois, (4, 5), 0.5, 2, True).backward(grad_out)
+    x_ref = x.detach().double().requires_grad_()
+    run_reference(x_ref, rois, (4, 5), 0.5, 2, True).backward(grad_out.double())
+    assert x_.grad.dtype == dtype
+    torch.testing.assert_close(x_.grad.double(), x_ref.grad, **TOLERANCE[dtype])
+    assert x_ref.grad.abs().sum() > 0
+
+
+def test_backward_is_deterministic():
+    g = torch.Generator().manual_seed(5)
+    x = random_features(2, 40, 30, 30, dtype=torch.float32, generator=g)
+    rois = random_rois(300, 2, 30, 30, 1.0, dtype=torch.float32, generator=g)
+    grad_out = torch.randn(300, 40, 7, 7, generator=g)
+    grads = []
+    for _ in range(3):
+        x_ = x.clone().requires_grad_()
+        mk.roi_align(x_, rois, 7, 1.0, 2).backward(grad_out)
+        grads.append(x_.grad)
+    assert all(torch.equal(grads[0], g_) for g_ in grads[1:])
+
+
+def _opcheck_samples():
+    g = torch.Generator().manual_seed(2)
+    for (n, c, h, w, k), dtype, layout in itertools.product(
+        [(2, 5, 9, 7, 6), (1, 17, 12, 12, 40), (2, 3, 5, 6, 0)], [torch.float32, torch.float64], ["nchw", "channels_last"]
+    ):
+        x = random_features(n, c, h, w, dtype=dtype, layout=layout, generator=g)
+        yield x, random_rois(k, n, h, w, 1.0, dtype=dtype, generator=g), 1.0, 3, 4, 2, True
+
+
+@pytest.mark.parametrize("sample", list(_opcheck_samples()), ids=lambda s: f"{tuple(s[0].shape)}-{s[0].dtype}-{s[1].shape[0]}")
+def test_opcheck(sample):
+    x, rois, *args = sample
+    torch.library.opcheck(torch.ops.maskx.roi_align.default, (x.requires_grad_(), rois, *args))
+    n, c, h, w = x.shape
+    grad = torch.randn(rois.shape[0], c, 3, 4, dtype=x.dtype)
+    spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned = args
+    torch.library.opcheck(
+        torch.ops.maskx._roi_align_backward.default,
+        (grad, rois, spatial_scale, pooled_h, pooled_w, n, c, h, w, sampling_ratio, aligned),
+    )
+
+
+def test_torch_compile_fullgraph_forward_backward():
+    g = torch.Generator().manual_seed(9)
+    x = random_features(2, 6, 10, 12, dtype=torch.float32, generator=g)
+    rois = random_rois(25, 2, 10, 12, 1.0, dtype=torch.float32, generator=g)
+
+    def loss(t, r):
+        return (mk.roi_align(t, r, (3, 3), 1.0, 2, True) ** 2).sum()
+
+    compiled = torch.compile(loss, fullgraph=True, backend="aot_eager", dynamic=True)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    compiled(x1, rois).backward()
+    loss(x2, rois).backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+    # A second RoI count reuses the dynamic-shape graph.
+    torch.testing.assert_close(compiled(x, rois[:7]), loss(x, rois[:7]))
+
+
+def test_torch_compile_inductor():
+    g = torch.Generator().manual_seed(10)
+    x = random_features(1, 4, 8, 8, dtype=torch.float32, generator=g)
+    rois = random_rois(9, 1, 8, 8, 1.0, dtype=torch.float32, generator=g)
+
+    def pooled_relu(t, r):
+        return torch.relu(mk.roi_align(t, r, 2, 1.0, 2, False)) * 2
+
+    compiled = torch.compile(pooled_relu, fullgraph=True)
+    torch.testing.assert_close(compiled(x, rois), pooled_relu(x, rois))
+
+
+def test_64bit_indexing():
+    # A [1, 1, 140000, 16384] input has 2.3e9 > 2^31 elements; torch.empty commits no
+    # memory, so only the written tail costs RAM. The RoI reads its last rows.
+    h, w, rows = 140_000, 16_384, 16
+    x = torch.empty(1, 1, h, w)
+    g = torch.Generator().manual_seed(4)
+    tail = torch.randn(1, 1, rows, 64, generator=g)
+    x[:, :, h - rows :, :64] = tail
+    y0 = h - rows
+    box = [3.5, 2.25, 40.25, 9.75]
+    rois = torch.tensor([[0, box[0], y0 + box[1], box[2], y0 + box[3]]])
+    out = mk.roi_align(x, rois, (2, 5), 1.0, 2, True)
+    expected = run_reference(tail, torch.tensor([[0.0, *box]]), (2, 5), 1.0, 2, True)
+    torch.testing.assert_close(out.double(), expected, **TOLERANCE[torch.float32])
+
+
+class TestBadInput:
+    x = random_features(2, 3, 8, 8)
+
+    def rois(self, *rows):
+        return torch.tensor(rows, dtype=torch.float64)
+
+    @pytest.mark.parametrize("index", [-1, 2, 7, 0.5, float("nan")])
+    def test_batch_index_out_of_range_or_not_integer(self, index):
+        with pytest.raises(ValueError, match="batch index"):
+            mk.roi_align(self.x, self.rois([0, 1, 1, 4, 4], [index, 1, 1, 4, 4]), 2)
+        with pytest.raises(ValueError, match="batch index"):
+            torch.ops.maskx.roi_align(self.x, self.rois([index, 1, 1, 4, 4]), 1.0, 2, 2, 2, False)
+
+    @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+    def test_non_finite_coordinates(self, value):
+        with pytest.raises(ValueError, match="non-finite"):
+            mk.roi_align(self.x, self.rois([0, 1, value, 4, 4]), 2)
+
+    def test_shapes_dtypes_devices_sizes(self):
+        good = self.rois([0, 1, 1, 4, 4])
+        cases = [
+            (lambda: mk.roi_align(self.x[0], good, 2), "Tensor\\[N, C, H, W\\]"),
+            (lambda: mk.roi_align(self.x, good[:, :4], 2), "Tensor\\[K, 5\\]"),
+            (lambda: mk.roi_align(self.x, good[0], 2), "Tensor\\[K, 5\\]"),
+            (lambda: mk.roi_align(self.x, good.float(), 2), "dtype"),
+            (lambda: mk.roi_align(self.x.long(), good.long(), 2), "floating"),
+            (lambda: mk.roi_align(self.x, good, 0), "positive"),
+            (lambda: mk.roi_align(self.x, good, (2, -1)), "positive"),
+            (lambda: mk.roi_align(self.x, good, 2, spatial_scale=0.0), "spatial_scale"),
+            (lambda: mk.roi_align(self.x, good.to("meta"), 2), "device"),
+            (lambda: mk.roi_align(self.x, [good[:, 1:4]], 2), "Tensor\\[L, 4\\]"),
+            (lambda: mk.roi_align(self.x, "boxes", 2), "list of Tensor"),
+            (lambda: torch.ops.maskx.roi_align(self.x, good.float(), 1.0, 2, 2, 2, False), "dtype"),
+            (lambda: torch.ops.maskx.roi_align(self.x, good, -1.0, 2, 2, 2, False), "spatial_scale"),
+        ]
+        for call, message in cases:
+            with pytest.raises(ValueError, match=message):
+                call()
