@@ -20,8 +20,9 @@
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <ATen/OpMathType.h>
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -328,7 +329,7 @@ at::Tensor pyramid_forward(at::TensorList features, const at::Tensor& rois_in, c
   if (total == 0) {
     return output;
   }
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rois.scalar_type(), "roi_align_forward_cuda", [&] {
     const int64_t* level_of = levels_in != nullptr ? levels.data_ptr<int64_t>() : nullptr;
     auto make_view = [&](int64_t l) {
@@ -352,7 +353,7 @@ void backward_atomic(const at::Tensor& grad, const at::Tensor& rois, const at::T
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t* level_of = levels != nullptr ? levels->data_ptr<int64_t>() : nullptr;
   const int64_t total = grad.numel();
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   auto make_view = [&](int64_t l) {
     const at::Tensor& b = buffers[l];
     return level_view<acc_t>(b.data_ptr<acc_t>(), b.size(2), b.size(3), b.stride(0), b.stride(1), b.stride(2),
@@ -373,7 +374,7 @@ void backward_deterministic(const at::Tensor& grad, const at::Tensor& rois, cons
   const at::Tensor& order = grouped.first;
   const at::Tensor& offsets = grouped.second;
   const int64_t chunks = (a.channels + kChannelChunk - 1) / kChannelChunk;
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   for (int64_t l = 0; l < num_levels; ++l) {
     const int64_t height = grads[l].size(2), width = grads[l].size(3);
     const int64_t total = a.batch * chunks * height * width;
