@@ -2,18 +2,20 @@
 (csrc/ops/roi_align_common.h), written once for any GPU Triton targets and for the CPU
 through the Triton interpreter (TRITON_INTERPRET=1).
 
-One program pools one bin of one RoI for a block of channels: it walks the bin's
-grid_h x grid_w samples (a runtime trip count when sampling_ratio <= 0) and gathers a
-channel vector per bilinear tap, so any input strides (NCHW or channels-last) work
-without a copy. The backward pass mirrors it and scatters with atomic adds into a
+One program pools a [bin rows, bin columns, channels] tile of one RoI: it walks the
+grid_h x grid_w samples per bin (a runtime trip count when sampling_ratio <= 0), each
+step gathering the tile's four bilinear taps through the input's strides, so any layout
+(NCHW or channels-last) works without a copy. The backward pass mirrors it and scatters with atomic adds into a
 float32 (float64 for float64) buffer: its summation order, and so its last bits, may
 vary between runs on a GPU. It refuses to run on a GPU under
 torch.use_deterministic_algorithms(True); the native op (maskx_kernels.roi_align) has a
 deterministic backward for that.
 
-The launchers take torchvision's arguments with the RoIs as a [K, 5] tensor; ops
-``torch.ops.maskx_triton.roi_align`` / ``_roi_align_backward`` wrap them for autograd
-and torch.compile.
+The launchers take torchvision's arguments with the RoIs as a [K, 5] tensor. They call
+the custom ops ``torch.ops.maskx_triton.roi_align`` / ``_roi_align_backward``, which
+give autograd and torch.compile support. They are custom ops rather than
+torch.library.triton_op, which would let Inductor see the kernels, because a traced
+triton_op launch does not run under the Triton interpreter.
 """
 import torch
 import triton
@@ -178,11 +180,19 @@ def _launch(kernel, tensors, sizes, pooled_h, pooled_w, spatial_scale, aligned, 
     block_c = min(triton.next_power_of_2(channels), max(_TILE // block_pw, 1))
     block_ph = min(triton.next_power_of_2(pooled_h), max(_TILE // (block_pw * block_c), 1))
     grid = (num_rois, triton.cdiv(pooled_h, block_ph), triton.cdiv(channels, block_c))
-    torch.library.wrap_triton(kernel)[grid](
+    kernel[grid](
         *tensors, *sizes,
         SPATIAL_SCALE=float(spatial_scale), ALIGNED=bool(aligned), ACC=_acc_dtype(dtype),
         BLOCK_PH=block_ph, BLOCK_PW=block_pw, BLOCK_C=block_c,
     )
+
+
+def _check_deterministic(grad: Tensor) -> None:
+    if grad.is_cuda and torch.are_deterministic_algorithms_enabled():
+        raise RuntimeError(
+            "maskx_kernels.triton.roi_align's backward adds with atomics and is not deterministic on a GPU; "
+            "use maskx_kernels.roi_align, whose backward is deterministic under torch.use_deterministic_algorithms"
+        )
 
 
 def _check_values(rois: Tensor, batch: int) -> None:
@@ -191,7 +201,7 @@ def _check_values(rois: Tensor, batch: int) -> None:
         check_roi_values("roi_align", rois, batch)
 
 
-@torch.library.triton_op("maskx_triton::roi_align", mutates_args=())
+@torch.library.custom_op("maskx_triton::roi_align", mutates_args=())
 def _roi_align_op(
     input: Tensor, rois: Tensor, spatial_scale: float, pooled_h: int, pooled_w: int, sampling_ratio: int, aligned: bool
 ) -> Tensor:
@@ -209,7 +219,7 @@ def _roi_align_op(
     return output
 
 
-@torch.library.triton_op("maskx_triton::_roi_align_backward", mutates_args=())
+@torch.library.custom_op("maskx_triton::_roi_align_backward", mutates_args=())
 def _roi_align_backward_op(
     grad: Tensor,
     rois: Tensor,
@@ -236,6 +246,17 @@ def _roi_align_backward_op(
     return grad_input.to(grad.dtype)
 
 
+@_roi_align_op.register_fake
+def _roi_align_fake(input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned):
+    return input.new_empty((rois.shape[0], input.shape[1], pooled_h, pooled_w))
+
+
+@_roi_align_backward_op.register_fake
+def _roi_align_backward_fake(grad, rois, spatial_scale, pooled_h, pooled_w, batch, channels, height, width,
+                             sampling_ratio, aligned):
+    return grad.new_empty((batch, channels, height, width))
+
+
 def _setup_context(ctx, inputs, output):
     input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned = inputs
     ctx.save_for_backward(rois)
@@ -246,7 +267,9 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad):
     (rois,) = ctx.saved_tensors
-    grad_input = roi_align_backward(grad, rois, *ctx.args, *ctx.input_shape, *ctx.options)
+    _check_deterministic(grad)
+    # The forward pass has checked the RoIs.
+    grad_input = torch.ops.maskx_triton._roi_align_backward(grad, rois, *ctx.args, *ctx.input_shape, *ctx.options)
     return grad_input, None, None, None, None, None, None
 
 
@@ -288,11 +311,7 @@ def roi_align_backward(
     check_same_device("roi_align backward", grad=grad, rois=rois)
     expected = (rois.shape[0], channels, pooled_h, pooled_w)
     check(tuple(grad.shape) == expected, f"roi_align backward: grad has shape {tuple(grad.shape)}, expected {expected}")
-    if grad.is_cuda and torch.are_deterministic_algorithms_enabled():
-        raise RuntimeError(
-            "maskx_kernels.triton.roi_align's backward adds with atomics and is not deterministic on a GPU; "
-            "use maskx_kernels.roi_align, whose backward is deterministic under torch.use_deterministic_algorithms"
-        )
+    _check_deterministic(grad)
     _check_values(rois, batch)
     return torch.ops.maskx_triton._roi_align_backward(
         grad, rois, spatial_scale, pooled_h, pooled_w, batch, channels, height, width, sampling_ratio, aligned
