@@ -26,6 +26,14 @@ def triton_roi_align():
     return module
 
 
+@pytest.fixture(params=[False, True], ids=["atomic", "deterministic"])
+def deterministic(request):
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(request.param)
+    yield request.param
+    torch.use_deterministic_algorithms(previous)
+
+
 def random_rois(generator, num_rois, batch, height, width, spatial_scale, dtype):
     """Boxes in image coordinates, some reaching past the feature map on any side."""
     h, w = height / spatial_scale, width / spatial_scale
@@ -92,7 +100,7 @@ def test_empty_rois_and_empty_map(triton_roi_align):
 
 
 @pytest.mark.parametrize("aligned,ratio", [(False, 0), (True, 2)])
-def test_backward_matches_reference(triton_roi_align, aligned, ratio):
+def test_backward_matches_reference(triton_roi_align, deterministic, aligned, ratio):
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, 3, 7, 8, generator=g, dtype=torch.float64)
     rois = random_rois(g, 4, 2, 7, 8, 0.5, torch.float64)
@@ -104,7 +112,7 @@ def test_backward_matches_reference(triton_roi_align, aligned, ratio):
     torch.testing.assert_close(x_dev.grad.cpu(), x_ref.grad, rtol=1e-10, atol=1e-10)
 
 
-def test_backward_float16_accumulates_in_float32(triton_roi_align):
+def test_backward_float16_accumulates_in_float32(triton_roi_align, deterministic):
     g = torch.Generator().manual_seed(4)
     rois = random_rois(g, 3, 1, 6, 6, 1.0, torch.float16)
     grad = torch.randn(3, 2, 2, 2, generator=g).to(torch.float16)
@@ -112,6 +120,26 @@ def test_backward_float16_accumulates_in_float32(triton_roi_align):
     out = triton_roi_align.roi_align_backward(grad.to(DEVICE), rois.to(DEVICE), 1.0, 2, 2, 1, 2, 6, 6, 2, True)
     assert out.dtype == torch.float16
     torch.testing.assert_close(out.cpu().float(), expected, rtol=2e-3, atol=2e-3)
+
+
+def test_deterministic_backward_is_reproducible(triton_roi_align):
+    g = torch.Generator().manual_seed(8)
+    # Overlapping RoIs, including invalid ones that must send nothing.
+    rois = random_rois(g, 7, 2, 5, 7, 1.0, torch.float32)
+    rois[0, 0] = 2.0
+    rois[1, 1] = float("inf")
+    grad = torch.randn(7, 2, 2, 2, generator=g)
+    args = (1.0, 2, 2, 2, 2, 5, 7, 0, True)
+    previous = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(True)
+        first = torch.ops.maskx_triton._roi_align_backward(grad.to(DEVICE), rois.to(DEVICE), *args)
+        second = torch.ops.maskx_triton._roi_align_backward(grad.to(DEVICE), rois.to(DEVICE), *args)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    assert torch.equal(first, second)
+    expected = torch.ops.maskx._roi_align_backward(grad[2:], rois[2:], *args)
+    torch.testing.assert_close(first.cpu(), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_gradcheck(triton_roi_align):

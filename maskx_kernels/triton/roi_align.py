@@ -6,10 +6,11 @@ One program pools a [bin rows, bin columns, channels] tile of one RoI: it walks 
 grid_h x grid_w samples per bin (a runtime trip count when sampling_ratio <= 0), each
 step gathering the tile's four bilinear taps through the input's strides, so any layout
 (NCHW or channels-last) works without a copy. The backward pass mirrors it and scatters with atomic adds into a
-float32 (float64 for float64) buffer: its summation order, and so its last bits, may
-vary between runs on a GPU. It refuses to run on a GPU under
-torch.use_deterministic_algorithms(True); the native op (maskx_kernels.roi_align) has a
-deterministic backward for that.
+float32 (float64 for float64) buffer, so on a GPU its last bits may vary between runs.
+Under torch.use_deterministic_algorithms(True) it gathers instead: the program of one
+(image, pixel row, column block, channel block) sums, in RoI index order, what the
+image's RoIs send to its pixels, using separable row and column weights (RoIs are
+grouped by image with a stable device-side sort, without host synchronisation).
 
 The launchers take torchvision's arguments with the RoIs as a [K, 5] tensor. They call
 the custom ops ``torch.ops.maskx_triton.roi_align`` / ``_roi_align_backward``, which
@@ -165,6 +166,63 @@ def _roi_align_backward_kernel(
             tl.atomic_add(row_high + col_high, g_high * wx_high, mask=mask)
 
 
+@triton.jit
+def _axis_weight(start, bin_size, p, grid, size, index, ACC: tl.constexpr):
+    """roi_align_common.h's axis_weight for a pixel index or a vector of them."""
+    weight = tl.zeros_like(index).to(ACC)
+    for i in range(0, grid):
+        valid, low, high, w_low, w_high = _bin_taps(start, bin_size, p, i, grid, size, ACC)
+        weight += tl.where(low == index, tl.where(valid, w_low, 0.0), 0.0)
+        weight += tl.where(high == index, tl.where(valid, w_high, 0.0), 0.0)
+    return weight
+
+
+@triton.jit
+def _span_reaches(start, bin_size, bins, first, last):
+    """Whether samples of bins [0, bins) can have a tap on a pixel in [first, last]:
+    samples lie in the bins' span up to rounding and taps are within one pixel of them."""
+    end = start + bins * bin_size
+    return (last + 2.0 >= tl.minimum(start, end)) & (first - 2.0 <= tl.maximum(start, end))
+
+
+@triton.jit
+def _roi_align_backward_gather_kernel(
+    grad_ptr, rois_ptr, order_ptr, offsets_ptr, grad_input_ptr,
+    batch, channels, height, width,
+    pooled_h, pooled_w, sampling_ratio,
+    SPATIAL_SCALE: tl.constexpr, ALIGNED: tl.constexpr, ACC: tl.constexpr,
+    BLOCK_X: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """Deterministic backward: the program of (image n, row y) and blocks of columns and
+    channels sums, in RoI index order, what the image's RoIs (order[offsets[n],
+    offsets[n + 1])) send to its pixels, with separable row and column weights."""
+    n = tl.program_id(0) // height
+    y = tl.program_id(0) % height
+    x0 = tl.program_id(1) * BLOCK_X
+    x = x0 + tl.arange(0, BLOCK_X)
+    c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_mask = c < channels
+    acc = tl.zeros([BLOCK_X, BLOCK_C], dtype=ACC)
+    for r in range(tl.load(offsets_ptr + n), tl.load(offsets_ptr + n + 1)):
+        k = tl.load(order_ptr + r)
+        image, start_h, start_w, bin_h, bin_w, grid_h, grid_w, inv_count = _roi_geometry(
+            rois_ptr + k * 5, batch, pooled_h, pooled_w, sampling_ratio, SPATIAL_SCALE, ALIGNED, ACC
+        )
+        near = _span_reaches(start_h, bin_h, pooled_h, y, y) & _span_reaches(start_w, bin_w, pooled_w, x0,
+                                                                              x0 + BLOCK_X - 1)
+        if near:
+            grad_k = grad_ptr + (k * channels + c) * pooled_h * pooled_w
+            for ph in range(0, pooled_h):
+                wy = _axis_weight(start_h, bin_h, ph, grid_h, height, y, ACC) * inv_count
+                if wy != 0.0:
+                    for pw in range(0, pooled_w):
+                        wx = _axis_weight(start_w, bin_w, pw, grid_w, width, x, ACC)
+                        g = tl.load(grad_k + ph * pooled_w + pw, mask=c_mask, other=0.0).to(ACC)
+                        acc += (wy * wx)[:, None] * g[None, :]
+    out = grad_input_ptr + ((n * channels + c[None, :]).to(tl.int64) * height + y) * width + x[:, None]
+    tl.store(out, acc.to(grad_input_ptr.dtype.element_ty), mask=(x[:, None] < width) & c_mask[None, :])
+
+
 # Output elements per program.
 _TILE = 1024
 
@@ -187,12 +245,27 @@ def _launch(kernel, tensors, sizes, pooled_h, pooled_w, spatial_scale, aligned, 
     )
 
 
-def _check_deterministic(grad: Tensor) -> None:
-    if grad.is_cuda and torch.are_deterministic_algorithms_enabled():
-        raise RuntimeError(
-            "maskx_kernels.triton.roi_align's backward adds with atomics and is not deterministic on a GPU; "
-            "use maskx_kernels.roi_align, whose backward is deterministic under torch.use_deterministic_algorithms"
-        )
+def _backward_deterministic(grad, rois, spatial_scale, pooled_h, pooled_w, batch, channels, height, width,
+                            sampling_ratio, aligned):
+    grad_input = grad.new_empty((batch, channels, height, width))
+    if grad_input.numel() == 0:
+        return grad_input
+    # Group the RoIs by image with a stable sort on the device; invalid RoIs go last.
+    index = rois[:, 0]
+    valid = (index == index.floor()) & (index >= 0) & (index < batch) & torch.isfinite(rois[:, 1:]).all(dim=1)
+    key = torch.where(valid, index.to(torch.int64), batch)
+    sorted_keys, order = torch.sort(key, stable=True)
+    offsets = torch.searchsorted(sorted_keys, torch.arange(batch + 1, device=key.device))
+    block_x = min(triton.next_power_of_2(width), 64)
+    block_c = min(triton.next_power_of_2(channels), max(_TILE // block_x, 1))
+    grid = (batch * height, triton.cdiv(width, block_x), triton.cdiv(channels, block_c))
+    _roi_align_backward_gather_kernel[grid](
+        grad.contiguous(), rois.contiguous(), order, offsets, grad_input,
+        batch, channels, height, width, pooled_h, pooled_w, sampling_ratio,
+        SPATIAL_SCALE=float(spatial_scale), ALIGNED=bool(aligned), ACC=_acc_dtype(grad.dtype),
+        BLOCK_X=block_x, BLOCK_C=block_c,
+    )
+    return grad_input
 
 
 def _check_values(rois: Tensor, batch: int) -> None:
@@ -233,6 +306,9 @@ def _roi_align_backward_op(
     sampling_ratio: int,
     aligned: bool,
 ) -> Tensor:
+    if torch.are_deterministic_algorithms_enabled():
+        return _backward_deterministic(grad, rois, spatial_scale, pooled_h, pooled_w, batch, channels, height, width,
+                                       sampling_ratio, aligned)
     acc_dtype = torch.float64 if grad.dtype == torch.float64 else torch.float32
     grad_input = grad.new_zeros((batch, channels, height, width), dtype=acc_dtype)
     if grad.numel() == 0 or grad_input.numel() == 0:
@@ -267,7 +343,6 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad):
     (rois,) = ctx.saved_tensors
-    _check_deterministic(grad)
     # The forward pass has checked the RoIs.
     grad_input = torch.ops.maskx_triton._roi_align_backward(grad, rois, *ctx.args, *ctx.input_shape, *ctx.options)
     return grad_input, None, None, None, None, None, None
@@ -311,7 +386,6 @@ def roi_align_backward(
     check_same_device("roi_align backward", grad=grad, rois=rois)
     expected = (rois.shape[0], channels, pooled_h, pooled_w)
     check(tuple(grad.shape) == expected, f"roi_align backward: grad has shape {tuple(grad.shape)}, expected {expected}")
-    _check_deterministic(grad)
     _check_values(rois, batch)
     return torch.ops.maskx_triton._roi_align_backward(
         grad, rois, spatial_scale, pooled_h, pooled_w, batch, channels, height, width, sampling_ratio, aligned
