@@ -61,8 +61,6 @@ def test_forward(benchmark, impl, layout, memory_format):
 @pytest.mark.parametrize("impl", list(IMPLS))
 @pytest.mark.parametrize("deterministic", [False, True], ids=["atomic", "deterministic"])
 def test_backward(benchmark, impl, deterministic):
-    if deterministic and impl == "triton":
-        pytest.skip("the Triton backward uses atomics only")
     x, rois = workload()
     x.requires_grad_()
     mode = "deterministic" if deterministic else "atomic"
