@@ -124,5 +124,20 @@ MASKX_HOST_DEVICE int64_t max_bin_axis_taps(T bin, int64_t grid, int64_t size) {
   return bin >= T(0) && size < all ? size : all;
 }
 
+// Summed bilinear weight that the samples of bin `p` put on pixel `index` along one axis
+// (unscaled). The row weight times the column weight is the bin's weight on a pixel.
+template <typename T>
+MASKX_HOST_DEVICE T axis_weight(T start, T bin, int64_t p, int64_t grid, int64_t size, int64_t index) {
+  T weight = T(0);
+  for (int64_t i = 0; i < grid; ++i) {
+    AxisTaps<T> s;
+    if (!axis_taps(sample_coord(start, bin, p, i, grid), size, s)) {
+      continue;
+    }
+    weight += (s.low == index ? s.w_low : T(0)) + (s.high == index ? s.w_high : T(0));
+  }
+  return weight;
+}
+
 }  // namespace roi_align
 }  // namespace maskx
