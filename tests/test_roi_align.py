@@ -93,6 +93,13 @@ def test_empty_inputs():
     assert out.shape == (0, 4, 3, 2)
     rois = random_rois(5, 2, 8, 8, 1.0)
     assert mk.roi_align(x[:, :0], rois, 2, 1.0).shape == (5, 0, 2, 2)
+    for height, width in [(0, 5), (4, 0), (0, 0)]:
+        for aligned in (False, True):
+            empty_map = random_features(2, 3, height, width).requires_grad_()
+            pooled = mk.roi_align(empty_map, rois, 2, 1.0, 2, aligned)
+            assert torch.equal(pooled, torch.zeros(5, 3, 2, 2, dtype=torch.float64))
+            pooled.sum().backward()
+            assert empty_map.grad.shape == empty_map.shape
     x = x.requires_grad_()
     empty = mk.roi_align(x, torch.zeros(0, 5, dtype=torch.float64), 2, 1.0)
     empty.sum().backward()

@@ -57,10 +57,10 @@ struct AxisTaps {
   T w_low, w_high;
 };
 
-// Returns false for a sample outside [-1, size], which contributes nothing.
+// Returns false for a sample outside [-1, size] (or an empty axis): it contributes nothing.
 template <typename T>
 MASKX_HOST_DEVICE bool axis_taps(T coord, int64_t size, AxisTaps<T>& taps) {
-  if (coord < T(-1) || coord > static_cast<T>(size)) {
+  if (size <= 0 || coord < T(-1) || coord > static_cast<T>(size)) {
     return false;
   }
   if (coord <= T(0)) {
