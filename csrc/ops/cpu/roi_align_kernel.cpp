@@ -31,6 +31,9 @@ namespace roi_align {
 namespace {
 
 constexpr int64_t kChannelBlock = 16;
+// Side of the register-tile transposes between channel-major and pixel-major layouts.
+constexpr int64_t kTile = 16;
+static_assert(kChannelBlock % kTile == 0, "channel blocks are whole transpose tiles");
 // Largest packed block per task; larger maps are read in place.
 constexpr int64_t kMaxPackedBytes = int64_t(64) << 20;
 
@@ -226,6 +229,36 @@ inline void pool_bin(const Tap<acc_t>* rows, int64_t num_rows, const Tap<acc_t>*
   for (int64_t v = 0; v < kVecs; ++v) (even[v] + odd[v]).store(out + v * V::size());
 }
 
+// pool_bin for a packed block, with taps given as element offsets into it.
+template <typename acc_t>
+inline void pool_bin_packed(const acc_t* block, const int64_t* row_off, const acc_t* row_w, int64_t num_rows,
+                            const int64_t* col_off, const acc_t* col_w, int64_t num_cols, acc_t* out) {
+  using V = Vec<acc_t>;
+  constexpr int64_t kVecs = kChannelBlock / V::size();
+  V even[kVecs], odd[kVecs];
+  for (int64_t v = 0; v < kVecs; ++v) even[v] = odd[v] = V(acc_t(0));
+  for (int64_t i = 0; i < num_rows; ++i) {
+    const acc_t* row = block + row_off[i];
+    const V wy(row_w[i]);
+    int64_t j = 0;
+    for (; j + 1 < num_cols; j += 2) {
+      const V w0 = wy * V(col_w[j]), w1 = wy * V(col_w[j + 1]);
+      const acc_t* p0 = row + col_off[j];
+      const acc_t* p1 = row + col_off[j + 1];
+      for (int64_t v = 0; v < kVecs; ++v) {
+        even[v] = at::vec::fmadd(w0, V::loadu(p0 + v * V::size()), even[v]);
+        odd[v] = at::vec::fmadd(w1, V::loadu(p1 + v * V::size()), odd[v]);
+      }
+    }
+    if (j < num_cols) {
+      const V w0 = wy * V(col_w[j]);
+      const acc_t* p0 = row + col_off[j];
+      for (int64_t v = 0; v < kVecs; ++v) even[v] = at::vec::fmadd(w0, V::loadu(p0 + v * V::size()), even[v]);
+    }
+  }
+  for (int64_t v = 0; v < kVecs; ++v) (even[v] + odd[v]).store(out + v * V::size());
+}
+
 // Adds weight-scaled copies of a kChannelBlock-channel gradient vector to a bin's taps.
 template <typename acc_t>
 inline void scatter_bin(const Tap<acc_t>* rows, int64_t num_rows, const Tap<acc_t>* cols, int64_t num_cols,
@@ -283,9 +316,11 @@ void pack_block(const scalar_t* image, const LevelView& lv, int64_t c0, int64_t 
     int64_t x = 0;
     if constexpr (std::is_same_v<scalar_t, acc_t>) {
       if (num_channels == kChannelBlock) {
-        for (; x + kChannelBlock <= w; x += kChannelBlock) {
-          at::vec::transpose_mxn<acc_t, kChannelBlock, kChannelBlock>(row + x, lv.stride_c, dst + x * kChannelBlock,
-                                                                    kChannelBlock);
+        for (; x + kTile <= w; x += kTile) {
+          for (int64_t k = 0; k < kChannelBlock; k += kTile) {
+            at::vec::transpose_mxn<acc_t, kTile, kTile>(row + k * lv.stride_c + x, lv.stride_c,
+                                                        dst + x * kChannelBlock + k, kChannelBlock);
+          }
         }
       }
     }
@@ -302,9 +337,11 @@ void unpack_block(const scalar_t* packed, int64_t h, int64_t w, int64_t c0, int6
   const int64_t pixels = h * w;
   int64_t i = 0;
   if (num_channels == kChannelBlock) {
-    for (; i + kChannelBlock <= pixels; i += kChannelBlock) {
-      at::vec::transpose_mxn<scalar_t, kChannelBlock, kChannelBlock>(packed + i * kChannelBlock, kChannelBlock,
-                                                                   image + c0 * pixels + i, pixels);
+    for (; i + kTile <= pixels; i += kTile) {
+      for (int64_t k = 0; k < kChannelBlock; k += kTile) {
+        at::vec::transpose_mxn<scalar_t, kTile, kTile>(packed + i * kChannelBlock + k, kChannelBlock,
+                                                       image + (c0 + k) * pixels + i, pixels);
+      }
     }
   }
   for (int64_t k = 0; k < num_channels; ++k) {
@@ -317,6 +354,9 @@ template <typename acc_t>
 struct ForwardScratch {
   std::vector<acc_t> packed, bins;
   acc_t gathered[2][kChannelBlock] = {};  // zero padding past the block's channels
+  // One RoI's taps as offsets into the packed block, by bin.
+  std::vector<int64_t> row_off, col_off, row_begin, col_begin;
+  std::vector<acc_t> row_w, col_w;
 };
 
 template <typename scalar_t>
@@ -329,26 +369,76 @@ struct ForwardBody {
   const Problem& p;
   scalar_t* out;
 
-  // Pools RoI k for one channel block from `pixel` and writes its output slice.
+  // Pools RoI k from a packed block. The taps become element offsets into the block,
+  // and each bin's taps are prefetched one bin ahead: the block lives in L3, and
+  // without prefetching every tap would wait out a cache miss.
+  void pool_roi_packed(int64_t k, const acc_t* block, int64_t width, Scratch& s) const {
+    auto offsets = [&](int64_t first_bin, int64_t num_bins, int64_t scale, std::vector<int64_t>& off,
+                       std::vector<acc_t>& weight, std::vector<int64_t>& begin) {
+      off.clear();
+      weight.clear();
+      begin.assign(1, 0);
+      for (int64_t b = first_bin; b < first_bin + num_bins; ++b) {
+        for (int64_t t = 0; t < taps.size(k, b); ++t) {
+          off.push_back(taps.bin(k, b)[t].index * scale);
+          weight.push_back(taps.bin(k, b)[t].weight);
+        }
+        begin.push_back(static_cast<int64_t>(off.size()));
+      }
+    };
+    offsets(0, p.pooled_h, width * kChannelBlock, s.row_off, s.row_w, s.row_begin);
+    offsets(p.pooled_h, p.pooled_w, kChannelBlock, s.col_off, s.col_w, s.col_begin);
+    auto prefetch_bin = [&](int64_t ph, int64_t pw) {
+      for (int64_t i = s.row_begin[ph]; i < s.row_begin[ph + 1]; ++i) {
+        for (int64_t j = s.col_begin[pw]; j < s.col_begin[pw + 1]; ++j) {
+          const acc_t* line = block + s.row_off[i] + s.col_off[j];
+          for (size_t b = 0; b < kChannelBlock * sizeof(acc_t); b += 64) __builtin_prefetch(line + b / sizeof(acc_t));
+        }
+      }
+    };
+    s.bins.resize(p.pooled_h * p.pooled_w * kChannelBlock);
+    prefetch_bin(0, 0);
+    for (int64_t ph = 0; ph < p.pooled_h; ++ph) {
+      for (int64_t pw = 0; pw < p.pooled_w; ++pw) {
+        if (pw + 1 < p.pooled_w) {
+          prefetch_bin(ph, pw + 1);
+        } else if (ph + 1 < p.pooled_h) {
+          prefetch_bin(ph + 1, 0);
+        }
+        const int64_t r0 = s.row_begin[ph], c0 = s.col_begin[pw];
+        pool_bin_packed(block, s.row_off.data() + r0, s.row_w.data() + r0, s.row_begin[ph + 1] - r0,
+                        s.col_off.data() + c0, s.col_w.data() + c0, s.col_begin[pw + 1] - c0,
+                        s.bins.data() + (ph * p.pooled_w + pw) * kChannelBlock);
+      }
+    }
+  }
+
+  // Pools RoI k reading its taps from the input in place, through `pixel`.
   template <typename Pixel>
-  void pool_roi(int64_t k, int64_t c0, int64_t num_channels, const Pixel& pixel, Scratch& s) const {
-    const int64_t bins = p.pooled_h * p.pooled_w;
-    s.bins.resize(bins * kChannelBlock);
+  void pool_roi_direct(int64_t k, const Pixel& pixel, Scratch& s) const {
+    s.bins.resize(p.pooled_h * p.pooled_w * kChannelBlock);
     for (int64_t ph = 0; ph < p.pooled_h; ++ph) {
       for (int64_t pw = 0; pw < p.pooled_w; ++pw) {
         pool_bin(taps.bin(k, ph), taps.size(k, ph), taps.bin(k, p.pooled_h + pw), taps.size(k, p.pooled_h + pw),
                  pixel, s.bins.data() + (ph * p.pooled_w + pw) * kChannelBlock);
       }
     }
-    // [bins, channels] -> the output's [channels, bins], in register-tile transposes
-    // where possible: scattered scalar stores would dominate the whole kernel.
+  }
+
+  // Writes the pooled [bins, kChannelBlock] block of RoI k into the output's
+  // [channels, bins] slice, in register-tile transposes where possible: scattered
+  // scalar stores would dominate the whole kernel.
+  void write_output(int64_t k, int64_t c0, int64_t num_channels, const Scratch& s) const {
+    const int64_t bins = p.pooled_h * p.pooled_w;
     scalar_t* dst = out + (k * p.channels + c0) * bins;
     int64_t b0 = 0;
     if constexpr (std::is_same_v<scalar_t, acc_t>) {
       if (num_channels == kChannelBlock) {
-        for (; b0 + kChannelBlock <= bins; b0 += kChannelBlock) {
-          at::vec::transpose_mxn<acc_t, kChannelBlock, kChannelBlock>(s.bins.data() + b0 * kChannelBlock,
-                                                                    kChannelBlock, dst + b0, bins);
+        for (; b0 + kTile <= bins; b0 += kTile) {
+          for (int64_t c = 0; c < kChannelBlock; c += kTile) {
+            at::vec::transpose_mxn<acc_t, kTile, kTile>(s.bins.data() + b0 * kChannelBlock + c, kChannelBlock,
+                                                        dst + c * bins + b0, bins);
+          }
         }
       }
     }
@@ -365,10 +455,10 @@ struct ForwardBody {
     if (t.roi < 0) {
       s.packed.resize(lv.height * lv.width * kChannelBlock);
       pack_block(image, lv, t.channel_begin, num_channels, s.packed.data());
-      const acc_t* packed = s.packed.data();
-      const int64_t width = lv.width;
-      auto pixel = [packed, width](int64_t y, int64_t x, int) { return packed + (y * width + x) * kChannelBlock; };
-      for (int64_t k : g.rois) pool_roi(k, t.channel_begin, num_channels, pixel, s);
+      for (int64_t k : g.rois) {
+        pool_roi_packed(k, s.packed.data(), lv.width, s);
+        write_output(k, t.channel_begin, num_channels, s);
+      }
       return;
     }
     // Sparse group: gather each tap's channels from the input in place.
@@ -379,7 +469,8 @@ struct ForwardBody {
       for (int64_t c = 0; c < num_channels; ++c) dst[c] = static_cast<acc_t>(src[c * lv.stride_c]);
       return static_cast<const acc_t*>(dst);
     };
-    pool_roi(t.roi, t.channel_begin, num_channels, pixel, s);
+    pool_roi_direct(t.roi, pixel, s);
+    write_output(t.roi, t.channel_begin, num_channels, s);
   }
 };
 

@@ -1,0 +1,1 @@
+"""Collects benchmarks/bench_*.py. Conventions: see benchmarks/timing.py."""
