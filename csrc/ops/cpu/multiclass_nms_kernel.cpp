@@ -16,11 +16,15 @@ namespace maskx {
 namespace nms {
 namespace {
 
+// Elements per task of the parallel loops: a fork-join costs more than smaller tasks save.
+constexpr int64_t kElementsPerTask = 1 << 20;
+
 // Flat ids (row * cols + col) of the entries above `threshold`, in increasing order.
 template <typename T>
 std::vector<int64_t> above_threshold(const T* scores, int64_t rows, int64_t cols, T threshold) {
   std::vector<int64_t> start(rows + 1, 0);
-  at::parallel_for(0, rows, 64, [&](int64_t lo, int64_t hi) {
+  const int64_t grain = std::max<int64_t>(1, kElementsPerTask / std::max<int64_t>(cols, 1));
+  at::parallel_for(0, rows, grain, [&](int64_t lo, int64_t hi) {
     for (int64_t n = lo; n < hi; ++n) {
       int64_t count = 0;
       for (int64_t c = 0; c < cols; ++c) {
@@ -31,7 +35,7 @@ std::vector<int64_t> above_threshold(const T* scores, int64_t rows, int64_t cols
   });
   std::partial_sum(start.begin(), start.end(), start.begin());
   std::vector<int64_t> flat(start[rows]);
-  at::parallel_for(0, rows, 64, [&](int64_t lo, int64_t hi) {
+  at::parallel_for(0, rows, grain, [&](int64_t lo, int64_t hi) {
     for (int64_t n = lo; n < hi; ++n) {
       int64_t w = start[n];
       for (int64_t c = 0; c < cols; ++c) {
@@ -66,7 +70,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> multiclass_nms_forwar
     const int64_t m = static_cast<int64_t>(flat.size());
     std::vector<scalar_t> cand_boxes(m * 4), cand_scores(m);
     std::vector<int64_t> cand_classes(m);
-    at::parallel_for(0, m, 4096, [&](int64_t lo, int64_t hi) {
+    at::parallel_for(0, m, kElementsPerTask / 16, [&](int64_t lo, int64_t hi) {
       for (int64_t i = lo; i < hi; ++i) {
         const int64_t id = flat[i];
         const scalar_t* src = box + (per_class ? id : id / cols) * 4;
