@@ -1,6 +1,4 @@
 """Inputs shared by the NMS tests: detector-like boxes and near-threshold pairs."""
-import math
-
 import numpy as np
 import torch
 
@@ -37,5 +35,4 @@ def near_threshold_pairs(threshold: float, ulps: int = 3):
         boxes.append([origin + dx, 5.0, origin + dx + np.float32(10.0), 15.0])
     boxes = torch.tensor(np.array(boxes, dtype=np.float32))
     scores = torch.linspace(1.0, 0.1, boxes.shape[0])
-    assert not math.isnan(float(boxes.sum()))
     return boxes, scores
