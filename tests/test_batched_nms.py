@@ -123,3 +123,12 @@ def test_bad_input(boxes, scores, idxs, threshold, match):
 def test_bad_device():
     with pytest.raises(ValueError, match="one device"):
         maskx_kernels.batched_nms(torch.rand(3, 4), torch.rand(3), torch.zeros(3, dtype=torch.long, device="meta"), 0.5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("num_classes", [1, 80, 3000])
+def test_cuda_matches_cpu(num_classes):
+    boxes, scores = detector_boxes(5000, seed=num_classes)
+    idxs = classes(5000, num_classes, seed=num_classes) * 1_000_003 - 5
+    expected = maskx_kernels.batched_nms(boxes, scores, idxs, 0.5)
+    assert torch.equal(maskx_kernels.batched_nms(boxes.cuda(), scores.cuda(), idxs.cuda(), 0.5).cpu(), expected)

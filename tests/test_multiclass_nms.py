@@ -164,3 +164,13 @@ def test_bad_input(boxes, scores, score_thr, iou_thr, max_det, match):
 def test_bad_device():
     with pytest.raises(ValueError, match="one device"):
         maskx_kernels.multiclass_nms(torch.rand(3, 4), torch.rand(3, 2, device="meta"), 0.1, 0.5, 10)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("per_class", [True, False])
+@pytest.mark.parametrize("num_classes", [81, 3000])
+def test_cuda_matches_cpu(per_class, num_classes):
+    boxes, scores = detections(1000, num_classes, seed=num_classes, per_class=per_class, peak=3.0)
+    expected = maskx_kernels.multiclass_nms(boxes, scores, 0.05, 0.5, 100)
+    result = maskx_kernels.multiclass_nms(boxes.cuda(), scores.cuda(), 0.05, 0.5, 100)
+    assert_same([t.cpu() for t in result], expected)

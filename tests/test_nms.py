@@ -162,3 +162,18 @@ def test_bad_input(boxes, scores, threshold, match):
 def test_bad_device():
     with pytest.raises(ValueError, match="one device"):
         maskx_kernels.nms(torch.rand(3, 4), torch.rand(3, device="meta"), 0.5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_cuda_matches_cpu(dtype):
+    cases = [detector_boxes(n, seed=n, dtype=dtype) for n in (1, 64, 65, 3000)]
+    boxes, _ = detector_boxes(500, seed=5, dtype=dtype)
+    cases.append((boxes, torch.randint(0, 4, (500,)).to(dtype)))  # ties
+    if dtype == torch.float32:
+        cases.append(near_threshold_pairs(0.5))
+    for boxes, scores in cases:
+        expected = maskx_kernels.nms(boxes, scores, 0.5)
+        assert torch.equal(maskx_kernels.nms(boxes.cuda(), scores.cuda(), 0.5).cpu(), expected)
+    with pytest.raises(ValueError, match="boxes must be finite"):
+        maskx_kernels.nms(torch.full((2, 4), float("nan"), device="cuda"), torch.rand(2, device="cuda"), 0.5)
