@@ -16,9 +16,6 @@ namespace maskx {
 namespace nms {
 namespace {
 
-// Elements per task of the parallel loops: a fork-join costs more than smaller tasks save.
-constexpr int64_t kElementsPerTask = 1 << 20;
-
 // Flat ids (row * cols + col) of the entries above `threshold`, in increasing order.
 template <typename T>
 std::vector<int64_t> above_threshold(const T* scores, int64_t rows, int64_t cols, T threshold) {

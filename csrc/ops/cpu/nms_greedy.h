@@ -30,9 +30,13 @@ constexpr int64_t kBlock = 128;
 // each run on one thread, several classes in parallel.
 constexpr int64_t kLargeClass = 2048;
 // Candidate-vs-kept IoU evaluations (about 0.2 ns each on one AVX2 core) that a thread
-// must have to do before work is split: a fork-join costs far more than small passes
-// save, and much more again when the cores are shared with other processes.
-constexpr int64_t kPairsPerTask = 1 << 22;
+// must have to do before work is split. A fork-join waits for every thread to be
+// scheduled, which on cores shared with other processes costs up to a scheduler tick
+// (milliseconds): measured on a shared 2-core machine, splitting passes of a few
+// million pairs made 50k-box NMS 1.6x slower than one thread.
+constexpr int64_t kPairsPerTask = 1 << 24;
+// Values per task of the element-wise loops, for the same reason.
+constexpr int64_t kElementsPerTask = 1 << 24;
 
 // One class's candidates in decreasing score order, as a structure of arrays. The arrays
 // are padded by one vector so that whole-vector loads at the end stay in bounds; lanes
@@ -285,14 +289,20 @@ std::vector<int64_t> nms_by_class(int64_t n, const T* boxes, const T* scores, co
 template <typename T>
 void check_finite(const char* op, const char* what, const T* values, int64_t n) {
   using Vec = at::vec::Vectorized<T>;
-  bool finite = true;
-  int64_t i = 0;
-  for (; i + Vec::size() <= n && finite; i += Vec::size()) {
-    finite = !Vec::loadu(values + i).has_inf_nan();
-  }
-  for (; i < n && finite; ++i) {
-    finite = std::isfinite(static_cast<double>(values[i]));
-  }
+  std::atomic<bool> finite{true};
+  at::parallel_for(0, n, kElementsPerTask, [&](int64_t lo, int64_t hi) {
+    bool ok = true;
+    int64_t i = lo;
+    for (; i + Vec::size() <= hi && ok; i += Vec::size()) {
+      ok = !Vec::loadu(values + i).has_inf_nan();
+    }
+    for (; i < hi && ok; ++i) {
+      ok = std::isfinite(static_cast<double>(values[i]));
+    }
+    if (!ok) {
+      finite = false;
+    }
+  });
   TORCH_CHECK_VALUE(finite, op, ": ", what, " must be finite, got inf or NaN");
 }
 
