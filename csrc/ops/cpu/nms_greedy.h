@@ -5,11 +5,12 @@
 // class with a stable counting sort, so each class keeps score order. A class runs
 // greedy NMS over a structure-of-arrays copy of its boxes, kBlock candidates at a time:
 // the block's own survivors are settled sequentially, then the block's kept boxes
-// suppress every later candidate in one vectorised pass, split over threads (a lane
-// group of later candidates stays in registers while the kept boxes stream past it and
-// stops as soon as all its lanes are suppressed), and suppressed candidates are
-// compacted away so that later passes never see them again. This is exactly the
-// sequential greedy rule of torchvision. Small classes run in parallel with each other.
+// suppress every later candidate in one vectorised pass (a lane group of later
+// candidates stays in registers while the kept boxes stream past it and stops as soon
+// as all its lanes are suppressed), and suppressed candidates are compacted away so that
+// later passes never see them again. This is exactly the sequential greedy rule of
+// torchvision. Threads share a pass, or run small classes side by side, once the work
+// is large enough to pay for a fork-join (kPairsPerTask).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
