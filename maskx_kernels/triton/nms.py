@@ -1,0 +1,119 @@
+"""Triton NMS: the IoU-mask kernel and a launcher that completes greedy NMS from the mask.
+
+The launcher sorts the boxes by decreasing score (stable: ties lower index first), then
+_nms_iou_mask_kernel fills a [N, ceil(N / 64)] int64 matrix whose bit k of word (i, c)
+says that box i suppresses box 64 c + k: a later box of the same class whose IoU with box
+i is above the threshold (the rule of csrc/ops/nms_common.h, areas precomputed so that
+the only fusable product is the intersection). _nms_keep_kernel then runs the greedy pass
+in one program, holding the removed set in registers. Results equal maskx_kernels.nms
+and batched_nms; on a GPU the compiler may fuse the intersection product into the union's
+subtraction, which can move an IoU within one rounding of the threshold across it.
+"""
+from typing import Optional
+
+import numpy as np
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from maskx_kernels.ops.batched_nms import check_idxs
+from maskx_kernels._validation import check
+from maskx_kernels.ops.nms import check_boxes_scores, check_threshold
+
+TILE = 64  # boxes per mask word
+
+
+@triton.jit
+def _nms_iou_mask_kernel(
+    boxes_ptr, areas_ptr, classes_ptr, threshold_ptr, mask_ptr, n, col_blocks, TILE: tl.constexpr
+):
+    row_block = tl.program_id(0)
+    col_block = tl.program_id(1)
+    rows = row_block * TILE + tl.arange(0, TILE)
+    cols = col_block * TILE + tl.arange(0, TILE)
+    row_ok = rows < n
+    col_ok = cols < n
+    ax1 = tl.load(boxes_ptr + rows * 4 + 0, mask=row_ok, other=0)
+    ay1 = tl.load(boxes_ptr + rows * 4 + 1, mask=row_ok, other=0)
+    ax2 = tl.load(boxes_ptr + rows * 4 + 2, mask=row_ok, other=0)
+    ay2 = tl.load(boxes_ptr + rows * 4 + 3, mask=row_ok, other=0)
+    a_area = tl.load(areas_ptr + rows, mask=row_ok, other=0)
+    a_class = tl.load(classes_ptr + rows, mask=row_ok, other=-1)
+    bx1 = tl.load(boxes_ptr + cols * 4 + 0, mask=col_ok, other=0)
+    by1 = tl.load(boxes_ptr + cols * 4 + 1, mask=col_ok, other=0)
+    bx2 = tl.load(boxes_ptr + cols * 4 + 2, mask=col_ok, other=0)
+    by2 = tl.load(boxes_ptr + cols * 4 + 3, mask=col_ok, other=0)
+    b_area = tl.load(areas_ptr + cols, mask=col_ok, other=0)
+    b_class = tl.load(classes_ptr + cols, mask=col_ok, other=-2)
+    threshold = tl.load(threshold_ptr)
+
+    w = tl.minimum(ax2[:, None], bx2[None, :]) - tl.maximum(ax1[:, None], bx1[None, :])
+    h = tl.minimum(ay2[:, None], by2[None, :]) - tl.maximum(ay1[:, None], by1[None, :])
+    inter = tl.maximum(w, 0.0) * tl.maximum(h, 0.0)
+    union = (a_area[:, None] + b_area[None, :]) - inter
+    positive = inter > 0
+    iou = inter / tl.where(positive, union, 1.0)
+    hit = positive & (iou > threshold) & (cols[None, :] > rows[:, None])
+    hit = hit & (a_class[:, None] == b_class[None, :]) & col_ok[None, :]
+    # Distinct powers of two: their sum is their bitwise OR (bit 63 wraps to the sign).
+    bit = tl.full([TILE], 1, tl.int64) << tl.arange(0, TILE).to(tl.int64)
+    words = tl.sum(tl.where(hit, bit[None, :], 0), axis=1)
+    tl.store(mask_ptr + rows * col_blocks + col_block, words, mask=row_ok)
+
+
+@triton.jit
+def _nms_keep_kernel(mask_ptr, keep_ptr, n, col_blocks, WORDS: tl.constexpr):
+    word_ids = tl.arange(0, WORDS)
+    in_range = word_ids < col_blocks
+    removed = tl.zeros([WORDS], dtype=tl.int64)
+    for i in range(n):
+        word = tl.sum(tl.where(word_ids == i // 64, removed, 0))
+        alive = ((word >> (i % 64)) & 1) == 0
+        row = tl.load(mask_ptr + i * col_blocks + word_ids, mask=in_range & alive, other=0)
+        removed = removed | row
+        tl.store(keep_ptr + i, alive)
+
+
+def _compute_threshold(threshold: float, dtype: torch.dtype) -> float:
+    """The largest value of `dtype` not above `threshold`: comparing in `dtype` against it
+    equals comparing in float64 against `threshold` (torchvision's rule)."""
+    if dtype == torch.float64:
+        return threshold
+    t = np.float32(threshold)
+    if float(t) > threshold:
+        t = np.nextafter(t, np.float32(-np.inf))
+    return float(t)
+
+
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, idxs: Optional[Tensor] = None) -> Tensor:
+    """Greedy NMS with the Triton IoU-mask kernel: the results of maskx_kernels.nms, or of
+    maskx_kernels.batched_nms when the class ids ``idxs`` are given."""
+    op = "nms" if idxs is None else "batched_nms"
+    check_boxes_scores(op, boxes, scores)
+    if idxs is not None:
+        check_idxs(op, idxs, boxes)
+    check_threshold(op, "iou_threshold", iou_threshold)
+    for name, t in (("boxes", boxes), ("scores", scores)):
+        check(bool(torch.isfinite(t).all()), f"{op}: {name} must be finite, got inf or NaN")
+    n = boxes.shape[0]
+    if n == 0:
+        return torch.empty(0, dtype=torch.long, device=boxes.device)
+    compute = torch.float64 if boxes.dtype == torch.float64 else torch.float32
+    order = torch.sort(scores.to(compute), descending=True, stable=True).indices
+    sorted_boxes = boxes.to(compute)[order].contiguous()
+    x1, y1, x2, y2 = sorted_boxes.unbind(1)
+    areas = ((x2 - x1) * (y2 - y1)).contiguous()
+    if idxs is None:
+        classes = torch.zeros(n, dtype=torch.long, device=boxes.device)
+    else:
+        classes = idxs.to(torch.long)[order].contiguous()
+    threshold = torch.tensor([_compute_threshold(iou_threshold, compute)], dtype=compute, device=boxes.device)
+    col_blocks = triton.cdiv(n, TILE)
+    mask = torch.empty((n, col_blocks), dtype=torch.long, device=boxes.device)
+    _nms_iou_mask_kernel[(col_blocks, col_blocks)](
+        sorted_boxes, areas, classes, threshold, mask, n, col_blocks, TILE=TILE
+    )
+    keep = torch.zeros(n, dtype=torch.bool, device=boxes.device)
+    _nms_keep_kernel[(1,)](mask, keep, n, col_blocks, WORDS=triton.next_power_of_2(col_blocks))
+    return order[keep]
