@@ -51,6 +51,14 @@ def _cpu_capability_flags():
     raise RuntimeError(f"MASKX_CPU_CAPABILITY must be 'avx2' or 'default', got {wanted!r}")
 
 
+def _cuda_library_headers():
+    """Include folders of the CUDA math libraries that torch's wheels install beside it
+    (nvidia/cu<version>/include): torch's CUDA headers include cusparse.h and cublas headers,
+    which a bare CUDA toolkit may lack. Searched after the toolkit's own folders."""
+    site = os.path.dirname(os.path.dirname(os.path.abspath(torch.__file__)))
+    return sorted(glob.glob(os.path.join(site, "nvidia", "cu[0-9]*", "include")))
+
+
 def _extension():
     debug = _flag("MASKX_DEBUG")
     opt = ["-O0", "-g"] if debug else ["-O3"]
@@ -65,7 +73,9 @@ def _extension():
     )
     if _use_cuda():
         sources += sorted(glob.glob("csrc/**/*.cu", recursive=True))
-        kwargs["extra_compile_args"]["nvcc"] = opt + ["--expt-relaxed-constexpr", "-lineinfo"]
+        after = [flag for path in _cuda_library_headers() for flag in ("-isystem", path)]
+        kwargs["extra_compile_args"]["cxx"] += after
+        kwargs["extra_compile_args"]["nvcc"] = opt + ["--expt-relaxed-constexpr", "-lineinfo"] + after
         kwargs["define_macros"] = [("MASKX_WITH_CUDA", None)]
         return CUDAExtension(sources=sources, **kwargs)
     return CppExtension(sources=sources, **kwargs)

@@ -24,6 +24,7 @@
 
 #include "ops/cpu/huge_pages.h"
 #include "ops/roi_align_checks.h"
+#include "ops/roi_align_entry_points.h"
 #include "ops/roi_align_common.h"
 
 namespace maskx {
@@ -682,43 +683,9 @@ std::vector<at::Tensor> pyramid_backward(const at::Tensor& grad_in, const at::Te
   return grads;
 }
 
-at::Tensor roi_align_forward_kernel(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
-                                    int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, bool aligned) {
-  check_features(input);
-  return pyramid_forward({input}, rois, nullptr, {spatial_scale}, pooled_h, pooled_w, sampling_ratio, aligned);
-}
-
-at::Tensor roi_align_backward_kernel(const at::Tensor& grad, const at::Tensor& rois, double spatial_scale,
-                                     int64_t pooled_h, int64_t pooled_w, int64_t batch, int64_t channels,
-                                     int64_t height, int64_t width, int64_t sampling_ratio, bool aligned) {
-  return pyramid_backward(grad, rois, nullptr, {spatial_scale}, pooled_h, pooled_w, batch, channels, {height},
-                          {width}, sampling_ratio, aligned)[0];
-}
-
-at::Tensor multi_scale_roi_align_forward_kernel(at::TensorList features, const at::Tensor& rois,
-                                                const at::Tensor& levels, at::ArrayRef<double> spatial_scales,
-                                                int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
-                                                bool aligned) {
-  TORCH_CHECK_VALUE(!features.empty(), "multi_scale_roi_align: needs at least one feature level");
-  return pyramid_forward(features, rois, &levels, spatial_scales, pooled_h, pooled_w, sampling_ratio, aligned);
-}
-
-std::vector<at::Tensor> multi_scale_roi_align_backward_kernel(
-    const at::Tensor& grad, const at::Tensor& rois, const at::Tensor& levels, at::ArrayRef<double> spatial_scales,
-    int64_t pooled_h, int64_t pooled_w, int64_t batch, int64_t channels, at::IntArrayRef heights,
-    at::IntArrayRef widths, int64_t sampling_ratio, bool aligned) {
-  return pyramid_backward(grad, rois, &levels, spatial_scales, pooled_h, pooled_w, batch, channels, heights, widths,
-                          sampling_ratio, aligned);
-}
-
 }  // namespace
 
-TORCH_LIBRARY_IMPL(maskx, CPU, m) {
-  m.impl("roi_align", &roi_align_forward_kernel);
-  m.impl("_roi_align_backward", &roi_align_backward_kernel);
-  m.impl("multi_scale_roi_align", &multi_scale_roi_align_forward_kernel);
-  m.impl("_multi_scale_roi_align_backward", &multi_scale_roi_align_backward_kernel);
-}
+TORCH_LIBRARY_IMPL(maskx, CPU, m) { EntryPoints<&pyramid_forward, &pyramid_backward>::register_kernels(m); }
 
 }  // namespace roi_align
 }  // namespace maskx
