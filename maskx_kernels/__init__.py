@@ -4,7 +4,20 @@ The functions and modules here keep torchvision's signatures, so a detector can 
 ``torchvision.ops`` for ``maskx_kernels``.
 """
 import maskx_kernels._C  # noqa: F401  (registers the native ops)
+from maskx_kernels.ops.detection_embedding import detection_embedding
 from maskx_kernels.ops.multi_scale_roi_align import MultiScaleRoIAlign, multi_scale_roi_align
+from maskx_kernels.ops.per_class_mask_logits import per_class_mask_logits
+from maskx_kernels.ops.per_class_mask_loss import per_class_mask_loss
 from maskx_kernels.ops.roi_align import RoIAlign, roi_align
+from maskx_kernels.ops.transfer_mlp import transfer_mlp
 
-__all__ = ["MultiScaleRoIAlign", "RoIAlign", "multi_scale_roi_align", "roi_align"]
+__all__ = [
+    "MultiScaleRoIAlign",
+    "RoIAlign",
+    "detection_embedding",
+    "multi_scale_roi_align",
+    "per_class_mask_logits",
+    "per_class_mask_loss",
+    "roi_align",
+    "transfer_mlp",
+]

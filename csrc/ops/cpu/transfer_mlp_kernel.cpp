@@ -1,0 +1,170 @@
+// CPU kernels of maskx::transfer_mlp (Mask^X R-CNN's weight transfer function) and its
+// backward. Each layer is one matrix product into a fresh output, followed by a single
+// vectorised pass over that output, parallel over class rows, that adds the bias and
+// applies the LeakyReLU. The backward pass recomputes the hidden layers (they are
+// small next to the input) and fuses the LeakyReLU's derivative into the pass after
+// each matrix product. Every reduction has a fixed order: results are deterministic.
+#include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+#include <torch/library.h>
+
+#include <type_traits>
+#include <vector>
+
+namespace maskx {
+namespace transfer_mlp {
+namespace {
+
+template <typename T>
+using Vec = at::vec::Vectorized<T>;
+
+void check_args(const at::Tensor& x, at::TensorList weights, at::TensorList biases, const char* op) {
+  TORCH_CHECK_VALUE(x.dim() == 2, op, ": x must be a 2-d [C, D] tensor, got shape ", x.sizes());
+  TORCH_CHECK_VALUE(at::isFloatingType(x.scalar_type()), op,
+                    ": x must be float64, float32, float16 or bfloat16, got ", x.scalar_type());
+  TORCH_CHECK_VALUE(!weights.empty() && weights.size() <= 3, op, ": expects 1 to 3 layers, got ", weights.size(),
+                    " weights");
+  TORCH_CHECK_VALUE(biases.size() == weights.size(), op, ": got ", weights.size(), " weights but ", biases.size(),
+                    " biases");
+  int64_t width = x.size(1);
+  for (size_t i = 0; i < weights.size(); ++i) {
+    TORCH_CHECK_VALUE(weights[i].dim() == 2 && weights[i].size(1) == width, op, ": weights[", i,
+                      "] must be a [D_out, ", width, "] tensor to chain, got shape ", weights[i].sizes());
+    width = weights[i].size(0);
+    TORCH_CHECK_VALUE(biases[i].dim() == 1 && biases[i].size(0) == width, op, ": biases[", i, "] must be a [", width,
+                      "] tensor, got shape ", biases[i].sizes());
+    for (const at::Tensor* t : {&weights[i], &biases[i]}) {
+      TORCH_CHECK_VALUE(t->scalar_type() == x.scalar_type() && t->device() == x.device(), op,
+                        ": every weight and bias must share x's dtype and device (", x.scalar_type(), ", ",
+                        x.device(), "), layer ", i, " has ", t->scalar_type(), " on ", t->device());
+    }
+  }
+}
+
+// Rows per task of a pass over a [rows, cols] matrix: at least ~16K elements.
+int64_t grain(int64_t cols) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)); }
+
+// out = out + bias (row-broadcast), then LeakyReLU unless `last`. When `pre` is given,
+// it receives the pre-activation values (for the backward pass).
+template <typename scalar_t>
+void bias_activation(at::Tensor& out, const at::Tensor& bias, double slope, bool last, at::Tensor* pre) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t rows = out.size(0), cols = out.size(1);
+  scalar_t* o = out.data_ptr<scalar_t>();
+  const scalar_t* b = bias.data_ptr<scalar_t>();
+  scalar_t* z = pre ? pre->data_ptr<scalar_t>() : nullptr;
+  const acc_t s = static_cast<acc_t>(slope);
+  at::parallel_for(0, rows, grain(cols), [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      scalar_t* row = o + i * cols;
+      scalar_t* zrow = z ? z + i * cols : nullptr;
+      int64_t j = 0;
+      if constexpr (std::is_same_v<scalar_t, acc_t>) {
+        constexpr int64_t kStep = Vec<acc_t>::size();
+        const Vec<acc_t> zero(acc_t(0)), sv(s);
+        for (; j + kStep <= cols; j += kStep) {
+          const Vec<acc_t> v = Vec<acc_t>::loadu(row + j) + Vec<acc_t>::loadu(b + j);
+          if (zrow) v.store(zrow + j);
+          (last ? v : Vec<acc_t>::blendv(v * sv, v, v > zero)).store(row + j);
+        }
+      }
+      for (; j < cols; ++j) {
+        const acc_t v = static_cast<acc_t>(row[j]) + static_cast<acc_t>(b[j]);
+        if (zrow) zrow[j] = static_cast<scalar_t>(v);
+        row[j] = static_cast<scalar_t>(last || v > acc_t(0) ? v : v * s);
+      }
+    }
+  });
+}
+
+// grad *= LeakyReLU'(pre), in place.
+template <typename scalar_t>
+void activation_grad(at::Tensor& grad, const at::Tensor& pre, double slope) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t rows = grad.size(0), cols = grad.size(1);
+  scalar_t* g = grad.data_ptr<scalar_t>();
+  const scalar_t* z = pre.data_ptr<scalar_t>();
+  const acc_t s = static_cast<acc_t>(slope);
+  at::parallel_for(0, rows, grain(cols), [&](int64_t lo, int64_t hi) {
+    int64_t j = lo * cols;
+    const int64_t end = hi * cols;
+    if constexpr (std::is_same_v<scalar_t, acc_t>) {
+      constexpr int64_t kStep = Vec<acc_t>::size();
+      const Vec<acc_t> zero(acc_t(0)), sv(s);
+      for (; j + kStep <= end; j += kStep) {
+        const Vec<acc_t> v = Vec<acc_t>::loadu(g + j);
+        Vec<acc_t>::blendv(v * sv, v, Vec<acc_t>::loadu(z + j) > zero).store(g + j);
+      }
+    }
+    for (; j < end; ++j) {
+      const acc_t v = static_cast<acc_t>(g[j]);
+      g[j] = static_cast<scalar_t>(static_cast<acc_t>(z[j]) > acc_t(0) ? v : v * s);
+    }
+  });
+}
+
+// Runs the layers; fills `inputs` (each layer's input) and `pre` (each hidden layer's
+// pre-activation) when given.
+at::Tensor run_layers(const at::Tensor& x, at::TensorList weights, at::TensorList biases, double slope,
+                      std::vector<at::Tensor>* inputs, std::vector<at::Tensor>* pre) {
+  at::Tensor h = x.contiguous();
+  const size_t num_layers = weights.size();
+  for (size_t i = 0; i < num_layers; ++i) {
+    if (inputs) inputs->push_back(h);
+    at::Tensor out = at::mm(h, weights[i].t());
+    const bool last = i + 1 == num_layers;
+    at::Tensor z = pre && !last ? at::empty_like(out) : at::Tensor();
+    const at::Tensor bias = biases[i].contiguous();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "transfer_mlp_bias_activation",
+                                    [&] { bias_activation<scalar_t>(out, bias, slope, last, z.defined() ? &z : nullptr); });
+    if (z.defined()) pre->push_back(z);
+    h = out;
+  }
+  return h;
+}
+
+at::Tensor transfer_mlp_forward_kernel(const at::Tensor& x, at::TensorList weights, at::TensorList biases,
+                                       double negative_slope) {
+  check_args(x, weights, biases, "transfer_mlp");
+  return run_layers(x, weights, biases, negative_slope, nullptr, nullptr);
+}
+
+std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>, at::Tensor> transfer_mlp_backward_kernel(
+    const at::Tensor& grad, const at::Tensor& x, at::TensorList weights, at::TensorList biases,
+    double negative_slope) {
+  const char* op = "transfer_mlp_backward";
+  check_args(x, weights, biases, op);
+  const int64_t out_width = weights.back().size(0);
+  TORCH_CHECK_VALUE(grad.dim() == 2 && grad.size(0) == x.size(0) && grad.size(1) == out_width, op,
+                    ": grad must be a [", x.size(0), ", ", out_width, "] tensor, got shape ", grad.sizes());
+  TORCH_CHECK_VALUE(grad.scalar_type() == x.scalar_type() && grad.device() == x.device(), op,
+                    ": grad must share x's dtype and device");
+  std::vector<at::Tensor> inputs, pre;
+  run_layers(x, weights, biases, negative_slope, &inputs, &pre);
+  const size_t num_layers = weights.size();
+  std::vector<at::Tensor> grad_weights(num_layers), grad_biases(num_layers);
+  at::Tensor g = grad.contiguous();
+  for (size_t i = num_layers; i-- > 0;) {
+    grad_weights[i] = at::mm(g.t(), inputs[i]);
+    grad_biases[i] = g.sum(0);
+    if (i == 0) break;
+    at::Tensor next = at::mm(g, weights[i]);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, next.scalar_type(), "transfer_mlp_activation_grad",
+                                    [&] { activation_grad<scalar_t>(next, pre[i - 1], negative_slope); });
+    g = next;
+  }
+  // With one layer g is still `grad` (or a view of it): outputs must not alias inputs.
+  return {grad_weights, grad_biases, num_layers == 1 ? g.clone() : g};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(maskx, CPU, m) {
+  m.impl("transfer_mlp", &transfer_mlp_forward_kernel);
+  m.impl("_transfer_mlp_backward", &transfer_mlp_backward_kernel);
+}
+
+}  // namespace transfer_mlp
+}  // namespace maskx
