@@ -108,7 +108,12 @@ def test_transfer_mlp(widths, classes, dtype):
     out = transfer_mlp_triton(x, weights, biases, 0.1)
     expected = ref_mlp.transfer_mlp(x, weights, biases, 0.1)
     torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(out, torch.ops.maskx.transfer_mlp(x.cpu(), [w.cpu() for w in weights], [b.cpu() for b in biases], 0.1).to(DEVICE), atol=1e-4, rtol=1e-4)
+    native, native_hidden = torch.ops.maskx.transfer_mlp(x.cpu(), [w.cpu() for w in weights], [b.cpu() for b in biases], 0.1)
+    torch.testing.assert_close(out, native.to(DEVICE), atol=1e-4, rtol=1e-4)
+    out_again, hidden = transfer_mlp_triton(x, weights, biases, 0.1, return_hidden=True)
+    assert torch.equal(out_again, out) and len(hidden) == len(native_hidden)
+    for h, expected in zip(hidden, native_hidden):
+        torch.testing.assert_close(h, expected.to(DEVICE), atol=1e-4, rtol=1e-4)
 
 
 def test_transfer_mlp_rejects_wide_hidden_layers():

@@ -79,7 +79,8 @@ def test_opcheck():
             args = (x.clone().requires_grad_(requires_grad), [w.clone().requires_grad_() for w in weights], [b.clone() for b in biases], 0.1)
             torch.library.opcheck(torch.ops.maskx.transfer_mlp.default, args)
         grad = torch.randn(x.shape[0], widths[-1])
-        torch.library.opcheck(torch.ops.maskx._transfer_mlp_backward.default, (grad, x, weights, biases, 0.1))
+        _, hidden = torch.ops.maskx.transfer_mlp(x, weights, biases, 0.1)
+        torch.library.opcheck(torch.ops.maskx._transfer_mlp_backward.default, (grad, x, hidden, weights, 0.1))
 
 
 def test_compile():
@@ -100,8 +101,9 @@ def test_compile():
 def test_backward_is_deterministic():
     x, weights, biases = make_mlp((64, 32, 16), seed=5, classes=300)
     grad = torch.randn(300, 16)
-    first = torch.ops.maskx._transfer_mlp_backward(grad, x, weights, biases, 0.1)
-    second = torch.ops.maskx._transfer_mlp_backward(grad, x, weights, biases, 0.1)
+    _, hidden = torch.ops.maskx.transfer_mlp(x, weights, biases, 0.1)
+    first = torch.ops.maskx._transfer_mlp_backward(grad, x, hidden, weights, 0.1)
+    second = torch.ops.maskx._transfer_mlp_backward(grad, x, hidden, weights, 0.1)
     for a, b in zip(first[0] + first[1] + [first[2]], second[0] + second[1] + [second[2]]):
         assert torch.equal(a, b)
 
@@ -117,6 +119,7 @@ def test_backward_is_deterministic():
         (lambda x, w, b: (x, [w[0], w[0]], b), "chain"),
         (lambda x, w, b: (x, w, [b[0], b[0]]), r"biases\[1\]"),
         (lambda x, w, b: (x, [w[0].double(), w[1]], b), "dtype"),
+        (lambda x, w, b: (x, w, b, -0.1), "non-negative"),
     ],
 )
 def test_bad_inputs(mutate, match):
@@ -129,6 +132,8 @@ def test_native_op_checks_chain():
     x, weights, biases = make_mlp((6, 4, 3))
     with pytest.raises(ValueError, match="chain"):
         torch.ops.maskx.transfer_mlp(x, [weights[1], weights[0]], biases, 0.1)
+    with pytest.raises(ValueError, match="non-negative"):
+        torch.ops.maskx.transfer_mlp(x, weights, biases, -0.5)
 
 
 def test_detection_embedding_layout():

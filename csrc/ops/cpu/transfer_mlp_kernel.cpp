@@ -1,9 +1,10 @@
 // CPU kernels of maskx::transfer_mlp (Mask^X R-CNN's weight transfer function) and its
 // backward. Each layer is one matrix product into a fresh output, followed by a single
 // vectorised pass over that output, parallel over class rows, that adds the bias and
-// applies the LeakyReLU. The backward pass recomputes the hidden layers (they are
-// small next to the input) and fuses the LeakyReLU's derivative into the pass after
-// each matrix product. Every reduction has a fixed order: results are deterministic.
+// applies the LeakyReLU. The forward pass returns the hidden activations for the
+// backward pass, which fuses the LeakyReLU's derivative (read from their sign: the
+// slope is non-negative) into the pass after each matrix product. Every reduction has
+// a fixed order: results are deterministic.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -20,7 +21,8 @@ namespace {
 template <typename T>
 using Vec = at::vec::Vectorized<T>;
 
-void check_args(const at::Tensor& x, at::TensorList weights, at::TensorList biases, const char* op) {
+void check_args(const at::Tensor& x, at::TensorList weights, at::TensorList biases, double slope, const char* op) {
+  TORCH_CHECK_VALUE(slope >= 0, op, ": negative_slope must be non-negative, got ", slope);
   TORCH_CHECK_VALUE(x.dim() == 2, op, ": x must be a 2-d [C, D] tensor, got shape ", x.sizes());
   TORCH_CHECK_VALUE(at::isFloatingType(x.scalar_type()), op,
                     ": x must be float64, float32, float16 or bfloat16, got ", x.scalar_type());
@@ -46,46 +48,42 @@ void check_args(const at::Tensor& x, at::TensorList weights, at::TensorList bias
 // Rows per task of a pass over a [rows, cols] matrix: at least ~16K elements.
 int64_t grain(int64_t cols) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)); }
 
-// out = out + bias (row-broadcast), then LeakyReLU unless `last`. When `pre` is given,
-// it receives the pre-activation values (for the backward pass).
+// out = out + bias (row-broadcast), then LeakyReLU unless `last`.
 template <typename scalar_t>
-void bias_activation(at::Tensor& out, const at::Tensor& bias, double slope, bool last, at::Tensor* pre) {
+void bias_activation(at::Tensor& out, const at::Tensor& bias, double slope, bool last) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t rows = out.size(0), cols = out.size(1);
   scalar_t* o = out.data_ptr<scalar_t>();
   const scalar_t* b = bias.data_ptr<scalar_t>();
-  scalar_t* z = pre ? pre->data_ptr<scalar_t>() : nullptr;
   const acc_t s = static_cast<acc_t>(slope);
   at::parallel_for(0, rows, grain(cols), [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
       scalar_t* row = o + i * cols;
-      scalar_t* zrow = z ? z + i * cols : nullptr;
       int64_t j = 0;
       if constexpr (std::is_same_v<scalar_t, acc_t>) {
         constexpr int64_t kStep = Vec<acc_t>::size();
         const Vec<acc_t> zero(acc_t(0)), sv(s);
         for (; j + kStep <= cols; j += kStep) {
           const Vec<acc_t> v = Vec<acc_t>::loadu(row + j) + Vec<acc_t>::loadu(b + j);
-          if (zrow) v.store(zrow + j);
           (last ? v : Vec<acc_t>::blendv(v * sv, v, v > zero)).store(row + j);
         }
       }
       for (; j < cols; ++j) {
         const acc_t v = static_cast<acc_t>(row[j]) + static_cast<acc_t>(b[j]);
-        if (zrow) zrow[j] = static_cast<scalar_t>(v);
         row[j] = static_cast<scalar_t>(last || v > acc_t(0) ? v : v * s);
       }
     }
   });
 }
 
-// grad *= LeakyReLU'(pre), in place.
+// grad *= LeakyReLU'(z), in place, read from the activation h = LeakyReLU(z): with a
+// non-negative slope, h > 0 exactly where z > 0.
 template <typename scalar_t>
-void activation_grad(at::Tensor& grad, const at::Tensor& pre, double slope) {
+void activation_grad(at::Tensor& grad, const at::Tensor& activation, double slope) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t rows = grad.size(0), cols = grad.size(1);
   scalar_t* g = grad.data_ptr<scalar_t>();
-  const scalar_t* z = pre.data_ptr<scalar_t>();
+  const scalar_t* z = activation.data_ptr<scalar_t>();
   const acc_t s = static_cast<acc_t>(slope);
   at::parallel_for(0, rows, grain(cols), [&](int64_t lo, int64_t hi) {
     int64_t j = lo * cols;
@@ -105,45 +103,47 @@ void activation_grad(at::Tensor& grad, const at::Tensor& pre, double slope) {
   });
 }
 
-// Runs the layers; fills `inputs` (each layer's input) and `pre` (each hidden layer's
-// pre-activation) when given.
-at::Tensor run_layers(const at::Tensor& x, at::TensorList weights, at::TensorList biases, double slope,
-                      std::vector<at::Tensor>* inputs, std::vector<at::Tensor>* pre) {
+// Runs the layers: returns the output and the hidden layers' activations.
+std::tuple<at::Tensor, std::vector<at::Tensor>> transfer_mlp_forward_kernel(const at::Tensor& x,
+                                                                             at::TensorList weights,
+                                                                             at::TensorList biases,
+                                                                             double negative_slope) {
+  check_args(x, weights, biases, negative_slope, "transfer_mlp");
+  std::vector<at::Tensor> hidden;
   at::Tensor h = x.contiguous();
   const size_t num_layers = weights.size();
   for (size_t i = 0; i < num_layers; ++i) {
-    if (inputs) inputs->push_back(h);
     at::Tensor out = at::mm(h, weights[i].t());
     const bool last = i + 1 == num_layers;
-    at::Tensor z = pre && !last ? at::empty_like(out) : at::Tensor();
     const at::Tensor bias = biases[i].contiguous();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "transfer_mlp_bias_activation",
-                                    [&] { bias_activation<scalar_t>(out, bias, slope, last, z.defined() ? &z : nullptr); });
-    if (z.defined()) pre->push_back(z);
+                                    [&] { bias_activation<scalar_t>(out, bias, negative_slope, last); });
+    if (!last) hidden.push_back(out);
     h = out;
   }
-  return h;
-}
-
-at::Tensor transfer_mlp_forward_kernel(const at::Tensor& x, at::TensorList weights, at::TensorList biases,
-                                       double negative_slope) {
-  check_args(x, weights, biases, "transfer_mlp");
-  return run_layers(x, weights, biases, negative_slope, nullptr, nullptr);
+  return {h, hidden};
 }
 
 std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>, at::Tensor> transfer_mlp_backward_kernel(
-    const at::Tensor& grad, const at::Tensor& x, at::TensorList weights, at::TensorList biases,
+    const at::Tensor& grad, const at::Tensor& x, at::TensorList hidden, at::TensorList weights,
     double negative_slope) {
   const char* op = "transfer_mlp_backward";
-  check_args(x, weights, biases, op);
+  TORCH_CHECK_VALUE(!weights.empty() && weights.size() <= 3 && hidden.size() + 1 == weights.size(), op,
+                    ": expects 1 to 3 weights and one hidden activation fewer, got ", weights.size(), " and ",
+                    hidden.size());
   const int64_t out_width = weights.back().size(0);
   TORCH_CHECK_VALUE(grad.dim() == 2 && grad.size(0) == x.size(0) && grad.size(1) == out_width, op,
                     ": grad must be a [", x.size(0), ", ", out_width, "] tensor, got shape ", grad.sizes());
   TORCH_CHECK_VALUE(grad.scalar_type() == x.scalar_type() && grad.device() == x.device(), op,
                     ": grad must share x's dtype and device");
-  std::vector<at::Tensor> inputs, pre;
-  run_layers(x, weights, biases, negative_slope, &inputs, &pre);
+  for (size_t i = 0; i < hidden.size(); ++i) {
+    TORCH_CHECK_VALUE(hidden[i].dim() == 2 && hidden[i].size(0) == x.size(0) && hidden[i].size(1) == weights[i].size(0),
+                      op, ": hidden[", i, "] must be a [", x.size(0), ", ", weights[i].size(0), "] tensor, got shape ",
+                      hidden[i].sizes());
+  }
   const size_t num_layers = weights.size();
+  std::vector<at::Tensor> inputs{x.contiguous()};
+  for (const at::Tensor& h : hidden) inputs.push_back(h.contiguous());
   std::vector<at::Tensor> grad_weights(num_layers), grad_biases(num_layers);
   at::Tensor g = grad.contiguous();
   for (size_t i = num_layers; i-- > 0;) {
@@ -152,7 +152,7 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>, at::Tensor> transfe
     if (i == 0) break;
     at::Tensor next = at::mm(g, weights[i]);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, next.scalar_type(), "transfer_mlp_activation_grad",
-                                    [&] { activation_grad<scalar_t>(next, pre[i - 1], negative_slope); });
+                                    [&] { activation_grad<scalar_t>(next, inputs[i], negative_slope); });
     g = next;
   }
   // With one layer g is still `grad` (or a view of it): outputs must not alias inputs.

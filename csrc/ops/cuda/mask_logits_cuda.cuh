@@ -6,7 +6,7 @@
 // RoI order (classes sorted stably): deterministic, no atomics.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAException.h>
 
 #include <tuple>
@@ -104,7 +104,7 @@ inline std::tuple<at::Tensor, at::Tensor, at::Tensor> logits_backward(const at::
   at::Tensor grad_features = at::empty_like(features);
   at::Tensor partial = at::zeros({num_rois, num_channels + 1}, features.options().dtype(acc_type));
   at::Tensor sums = at::zeros({num_classes, num_channels + 1}, partial.options());
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, features.scalar_type(), "per_class_mask_logits_backward",
                                   [&] {
     using acc_t = at::opmath_type<scalar_t>;

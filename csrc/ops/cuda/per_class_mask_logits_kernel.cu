@@ -4,7 +4,7 @@
 // by the Python wrapper. Backward: see mask_logits_cuda.cuh.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
@@ -42,7 +42,7 @@ at::Tensor per_class_mask_logits_forward_kernel(const at::Tensor& features, cons
   const at::Tensor bias = class_bias.has_value() ? class_bias->contiguous() : at::Tensor();
   const at::Tensor agnostic = agnostic_logits.has_value() ? agnostic_logits->contiguous() : at::Tensor();
   const dim3 grid(num_rois, blocks_for(pixels, kThreads));
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.scalar_type(), "per_class_mask_logits", [&] {
     logits_kernel<scalar_t, at::opmath_type<scalar_t>><<<grid, kThreads, 0, stream>>>(
         f.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), cls.data_ptr<int64_t>(),

@@ -7,7 +7,7 @@
 // values are checked by the Python wrapper.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
@@ -98,7 +98,7 @@ at::Tensor per_class_mask_loss_forward_kernel(const at::Tensor& features, const 
   at::Tensor partial = at::zeros({num_rois, blocks}, features.options().dtype(acc_type));
   if (partial.numel() > 0) {
     const dim3 grid(num_rois, blocks);
-    cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+    cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, features.scalar_type(), "per_class_mask_loss", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       loss_kernel<scalar_t, acc_t><<<grid, kThreads, 0, stream>>>(
@@ -126,7 +126,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> per_class_mask_loss_b
   at::Tensor grad_logits = at::empty_like(a.targets);
   if (grad_logits.numel() > 0) {
     const dim3 grid(num_rois, blocks_for(pixels, kThreads));
-    cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+    cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, features.scalar_type(), "per_class_mask_loss_backward",
                                     [&] {
       using acc_t = at::opmath_type<scalar_t>;
