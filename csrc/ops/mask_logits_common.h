@@ -1,7 +1,8 @@
 #pragma once
-// Per-element math of the per-class mask logits and loss, shared by the CPU and CUDA
-// kernels. A RoI's logit at pixel p is the 1x1 conv of its features with its class's
-// weight row: sum_k w[k] * f[k, p] (+ class bias + class-agnostic logit).
+// Per-element math of the per-class mask logits and loss. A RoI's logit at pixel p is
+// the 1x1 conv of its features with its class's weight row: sum_k w[k] * f[k, p]
+// (+ class bias + class-agnostic logit). The CUDA kernels call these per pixel; the CPU
+// kernels (cpu/mask_logits_cpu.h) evaluate the same formulas on at::vec vectors.
 #include <cmath>
 #include <cstdint>
 
