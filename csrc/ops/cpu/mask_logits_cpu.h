@@ -169,11 +169,13 @@ inline ClassGroups group_by_class(const int64_t* classes, int64_t num_rois, int6
 }
 
 // out[c, :] = sum over class c's RoIs r (in RoI order) of partial[r, :]; classes
-// without RoIs get zeros. Parallel over classes.
+// without RoIs get zeros. Parallel over classes once there are enough of them to pay
+// for waking the thread pool.
 template <typename scalar_t, typename acc_t>
 void sum_by_class(const acc_t* partial, int64_t width, const ClassGroups& groups, int64_t num_classes,
                   scalar_t* out) {
-  at::parallel_for(0, num_classes, 64, [&](int64_t lo, int64_t hi) {
+  const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(width, 1));
+  at::parallel_for(0, num_classes, grain, [&](int64_t lo, int64_t hi) {
     std::vector<acc_t> acc(width);
     for (int64_t c = lo; c < hi; ++c) {
       std::fill(acc.begin(), acc.end(), acc_t(0));

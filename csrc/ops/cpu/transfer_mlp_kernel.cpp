@@ -1,7 +1,7 @@
 // CPU kernels of maskx::transfer_mlp (Mask^X R-CNN's weight transfer function) and its
-// backward. Each layer is one matrix product into a fresh output, followed by a single
-// vectorised pass over that output, parallel over class rows, that adds the bias and
-// applies the LeakyReLU. The forward pass returns the hidden activations for the
+// backward. Each layer is one matrix product whose output starts from the bias (addmm,
+// beta = 1: the bias costs no pass of its own), followed on hidden layers by a single
+// vectorised LeakyReLU pass, parallel over class rows. The forward pass returns the hidden activations for the
 // backward pass, which fuses the LeakyReLU's derivative (read from their sign: the
 // slope is non-negative) into the pass after each matrix product. Every reduction has
 // a fixed order: results are deterministic.
@@ -45,33 +45,31 @@ void check_args(const at::Tensor& x, at::TensorList weights, at::TensorList bias
   }
 }
 
-// Rows per task of a pass over a [rows, cols] matrix: at least ~16K elements.
-int64_t grain(int64_t cols) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)); }
+// Rows per task of a pass over a [rows, cols] matrix: at least 64K elements, so that the
+// small outputs of COCO-sized problems run inline instead of waking the thread pool.
+int64_t grain(int64_t cols) { return std::max<int64_t>(1, 65536 / std::max<int64_t>(cols, 1)); }
 
-// out = out + bias (row-broadcast), then LeakyReLU unless `last`.
+// out = LeakyReLU(out), in place, in one vectorised pass.
 template <typename scalar_t>
-void bias_activation(at::Tensor& out, const at::Tensor& bias, double slope, bool last) {
+void leaky_relu_(at::Tensor& out, double slope) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t rows = out.size(0), cols = out.size(1);
   scalar_t* o = out.data_ptr<scalar_t>();
-  const scalar_t* b = bias.data_ptr<scalar_t>();
   const acc_t s = static_cast<acc_t>(slope);
   at::parallel_for(0, rows, grain(cols), [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      scalar_t* row = o + i * cols;
-      int64_t j = 0;
-      if constexpr (std::is_same_v<scalar_t, acc_t>) {
-        constexpr int64_t kStep = Vec<acc_t>::size();
-        const Vec<acc_t> zero(acc_t(0)), sv(s);
-        for (; j + kStep <= cols; j += kStep) {
-          const Vec<acc_t> v = Vec<acc_t>::loadu(row + j) + Vec<acc_t>::loadu(b + j);
-          (last ? v : Vec<acc_t>::blendv(v * sv, v, v > zero)).store(row + j);
-        }
+    int64_t j = lo * cols;
+    const int64_t end = hi * cols;
+    if constexpr (std::is_same_v<scalar_t, acc_t>) {
+      constexpr int64_t kStep = Vec<acc_t>::size();
+      const Vec<acc_t> zero(acc_t(0)), sv(s);
+      for (; j + kStep <= end; j += kStep) {
+        const Vec<acc_t> v = Vec<acc_t>::loadu(o + j);
+        Vec<acc_t>::blendv(v * sv, v, v > zero).store(o + j);
       }
-      for (; j < cols; ++j) {
-        const acc_t v = static_cast<acc_t>(row[j]) + static_cast<acc_t>(b[j]);
-        row[j] = static_cast<scalar_t>(last || v > acc_t(0) ? v : v * s);
-      }
+    }
+    for (; j < end; ++j) {
+      const acc_t v = static_cast<acc_t>(o[j]);
+      o[j] = static_cast<scalar_t>(v > acc_t(0) ? v : v * s);
     }
   });
 }
@@ -113,12 +111,13 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> transfer_mlp_forward_kernel(cons
   at::Tensor h = x.contiguous();
   const size_t num_layers = weights.size();
   for (size_t i = 0; i < num_layers; ++i) {
-    at::Tensor out = at::mm(h, weights[i].t());
-    const bool last = i + 1 == num_layers;
-    const at::Tensor bias = biases[i].contiguous();
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "transfer_mlp_bias_activation",
-                                    [&] { bias_activation<scalar_t>(out, bias, negative_slope, last); });
-    if (!last) hidden.push_back(out);
+    // The bias is the product's initial value (beta = 1), written by the GEMM itself.
+    at::Tensor out = at::addmm(biases[i], h, weights[i].t());
+    if (i + 1 < num_layers) {
+      AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "transfer_mlp_leaky_relu",
+                                      [&] { leaky_relu_<scalar_t>(out, negative_slope); });
+      hidden.push_back(out);
+    }
     h = out;
   }
   return {h, hidden};
