@@ -120,6 +120,7 @@ def test_backward_is_deterministic():
         (lambda x, w, b: (x, w, [b[0], b[0]]), r"biases\[1\]"),
         (lambda x, w, b: (x, [w[0].double(), w[1]], b), "dtype"),
         (lambda x, w, b: (x, w, b, -0.1), "non-negative"),
+        (lambda x, w, b: (x, [w[0].to("meta"), w[1]], b), "device"),
     ],
 )
 def test_bad_inputs(mutate, match):
