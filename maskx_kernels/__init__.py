@@ -5,17 +5,25 @@ The functions and modules here keep torchvision's signatures, so a detector can 
 """
 import maskx_kernels._C  # noqa: F401  (registers the native ops)
 from maskx_kernels.ops.batched_nms import batched_nms
+from maskx_kernels.ops.detection_embedding import detection_embedding
 from maskx_kernels.ops.multi_scale_roi_align import MultiScaleRoIAlign, multi_scale_roi_align
 from maskx_kernels.ops.multiclass_nms import multiclass_nms
 from maskx_kernels.ops.nms import nms
+from maskx_kernels.ops.per_class_mask_logits import per_class_mask_logits
+from maskx_kernels.ops.per_class_mask_loss import per_class_mask_loss
 from maskx_kernels.ops.roi_align import RoIAlign, roi_align
+from maskx_kernels.ops.transfer_mlp import transfer_mlp
 
 __all__ = [
     "MultiScaleRoIAlign",
     "RoIAlign",
     "batched_nms",
+    "detection_embedding",
     "multi_scale_roi_align",
     "multiclass_nms",
     "nms",
+    "per_class_mask_logits",
+    "per_class_mask_loss",
     "roi_align",
+    "transfer_mlp",
 ]

@@ -1,0 +1,110 @@
+"""maskx_kernels.per_class_mask_loss: Mask R-CNN's mask loss on each RoI's own class.
+
+Mean per-pixel binary cross-entropy with logits over the RoIs marked valid (in Mask^X
+R-CNN, the RoIs whose class has mask annotations), fused with the logits themselves so
+that no [R, H, W] logits tensor is formed and invalid RoIs cost nothing. Native kernels:
+csrc/ops/cpu/per_class_mask_loss_kernel.cpp and csrc/ops/cuda/per_class_mask_loss_kernel.cu,
+registered as torch.ops.maskx.per_class_mask_loss (schema in csrc/ops/per_class_mask_loss.cpp).
+"""
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from maskx_kernels._validation import check, should_check_values
+from maskx_kernels.ops.per_class_mask_logits import check_class_values, check_mask_logits_args
+
+
+def check_mask_loss_args(features: Tensor, targets: Tensor, valid: Optional[Tensor]) -> None:
+    op = "per_class_mask_loss"
+    r, _, h, w = features.shape
+    check(
+        tuple(targets.shape) == (r, h, w),
+        f"{op}: targets must be a Tensor[R, H, W] = {(r, h, w)}, got shape {tuple(targets.shape)}",
+    )
+    check(targets.dtype == features.dtype, f"{op}: targets must have the features' dtype ({features.dtype}), got {targets.dtype}")
+    check(targets.device == features.device, f"{op}: targets are on {targets.device} but the features are on {features.device}")
+    if valid is not None:
+        check(valid.dim() == 1 and valid.shape[0] == r, f"{op}: valid must be a Tensor[R] with R = {r}, got shape {tuple(valid.shape)}")
+        check(valid.dtype == torch.bool, f"{op}: valid must be bool, got {valid.dtype}")
+        check(valid.device == features.device, f"{op}: valid is on {valid.device} but the features are on {features.device}")
+
+
+def check_target_values(targets: Tensor) -> None:
+    """Targets must lie in [0, 1] (one device sync)."""
+    if targets.numel() > 0 and not bool(((targets >= 0) & (targets <= 1)).all()):
+        raise ValueError("per_class_mask_loss: targets must lie in [0, 1]")
+
+
+@torch.library.register_fake("maskx::per_class_mask_loss")
+def _per_class_mask_loss_fake(features, class_weights, classes, targets, class_bias, agnostic_logits, valid):
+    check_mask_logits_args("per_class_mask_loss", features, class_weights, classes, class_bias, agnostic_logits)
+    check_mask_loss_args(features, targets, valid)
+    return features.new_empty(())
+
+
+@torch.library.register_fake("maskx::_per_class_mask_loss_backward")
+def _per_class_mask_loss_backward_fake(grad, features, class_weights, classes, targets, class_bias, agnostic_logits, valid):
+    return (
+        torch.empty_like(features, memory_format=torch.contiguous_format),
+        torch.empty_like(class_weights, memory_format=torch.contiguous_format),
+        class_weights.new_empty((class_weights.shape[0],)),
+        torch.empty_like(targets, memory_format=torch.contiguous_format),
+    )
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.has_bias = inputs[4] is not None
+    ctx.has_agnostic = inputs[5] is not None
+    ctx.save_for_backward(*inputs)
+
+
+def _backward(ctx, grad):
+    features, class_weights, classes, targets, class_bias, agnostic_logits, valid = ctx.saved_tensors
+    grad_features, grad_weights, grad_bias, grad_agnostic = torch.ops.maskx._per_class_mask_loss_backward(
+        grad, features, class_weights, classes, targets, class_bias, agnostic_logits, valid
+    )
+    return (
+        grad_features,
+        grad_weights,
+        None,
+        None,
+        grad_bias if ctx.has_bias else None,
+        grad_agnostic if ctx.has_agnostic else None,
+        None,
+    )
+
+
+torch.library.register_autograd("maskx::per_class_mask_loss", _backward, setup_context=_setup_context)
+
+
+def per_class_mask_loss(
+    features: Tensor,
+    class_weights: Tensor,
+    classes: Tensor,
+    targets: Tensor,
+    class_bias: Optional[Tensor] = None,
+    agnostic_logits: Optional[Tensor] = None,
+    valid: Optional[Tensor] = None,
+) -> Tensor:
+    """Mean binary cross-entropy with logits of :func:`per_class_mask_logits` against
+    ``targets``, over the pixels of the RoIs where ``valid`` is true.
+
+    Args:
+        features, class_weights, classes, class_bias, agnostic_logits: as in
+            :func:`per_class_mask_logits`.
+        targets: Tensor[R, H, W] in [0, 1], the features' dtype.
+        valid: optional bool Tensor[R]; RoIs where it is false are left out of the loss
+            (their logits are never computed). Default: every RoI.
+
+    Returns:
+        A 0-d tensor. With no valid RoI (or R = 0) it is zero, and still backpropagates
+        (zero gradients).
+    """
+    op = "per_class_mask_loss"
+    check_mask_logits_args(op, features, class_weights, classes, class_bias, agnostic_logits)
+    check_mask_loss_args(features, targets, valid)
+    if should_check_values(features):
+        check_class_values(op, classes, class_weights.shape[0])
+        check_target_values(targets)
+    return torch.ops.maskx.per_class_mask_loss(features, class_weights, classes, targets, class_bias, agnostic_logits, valid)

@@ -1,0 +1,139 @@
+"""maskx_kernels.per_class_mask_logits against the explicit all-class conv then select
+(maskx_kernels.reference.mask_logits)."""
+import pytest
+import torch
+from mask_logits_cases import BAD_SHARED_ARGS, TOL, good_args, make, reference_in_float64
+
+import maskx_kernels as mk
+from maskx_kernels.reference import mask_logits as ref
+
+SHAPES = [(1, 1, 1, 1, 1), (3, 5, 7, 9, 4), (6, 17, 13, 11, 81), (4, 32, 28, 28, 3), (9, 3, 2, 5, 2)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("sigmoid", [False, True])
+def test_logits_match_reference(shape, dtype, sigmoid):
+    f, w, cls, b, a, _, _ = make(*shape, dtype=dtype, seed=sum(shape))
+    out = mk.per_class_mask_logits(f, w, cls, b, a, sigmoid=sigmoid)
+    expected = reference_in_float64(ref.per_class_mask_logits, f, w, cls, b, a, sigmoid=sigmoid)
+    assert out.dtype == dtype and out.shape == (shape[0], shape[2], shape[3])
+    torch.testing.assert_close(out.double(), expected, **TOL[dtype])
+
+
+@pytest.mark.parametrize("bias,agnostic", [(False, False), (True, False), (False, True)])
+def test_logits_optional_inputs(bias, agnostic):
+    f, w, cls, b, a, _, _ = make(5, 12, 6, 7, 9, bias=bias, agnostic=agnostic)
+    torch.testing.assert_close(mk.per_class_mask_logits(f, w, cls, b, a), ref.per_class_mask_logits(f, w, cls, b, a))
+
+
+def test_logits_match_torchvision_predictor():
+    """torchvision's MaskRCNNPredictor path: all-class 1x1 conv, then each RoI's channel."""
+    torchvision = pytest.importorskip("torchvision")
+    predictor = torchvision.models.detection.mask_rcnn.MaskRCNNPredictor(16, 8, 11)
+    x = torch.randn(6, 16, 7, 7)
+    with torch.no_grad():
+        head = predictor.relu(predictor.conv5_mask(x))
+        all_logits = predictor.mask_fcn_logits(head)
+        classes = torch.randint(0, 11, (6,))
+        expected = all_logits[torch.arange(6), classes]
+        out = mk.per_class_mask_logits(
+            head, predictor.mask_fcn_logits.weight[:, :, 0, 0], classes, predictor.mask_fcn_logits.bias
+        )
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_logits_noncontiguous_inputs():
+    f, w, cls, b, a, _, _ = make(4, 8, 6, 5, 7)
+    f_nc = f.transpose(2, 3).contiguous().transpose(2, 3)
+    w_nc = w.t().contiguous().t()
+    a_nc = a.transpose(1, 2).contiguous().transpose(1, 2)
+    torch.testing.assert_close(mk.per_class_mask_logits(f_nc, w_nc, cls, b, a_nc), ref.per_class_mask_logits(f, w, cls, b, a))
+
+
+def test_logits_empty():
+    f, w, cls, b, a, _, _ = make(0, 8, 6, 5, 7)
+    assert mk.per_class_mask_logits(f, w, cls, b, a).shape == (0, 6, 5)
+    f.requires_grad_()
+    w.requires_grad_()
+    mk.per_class_mask_logits(f, w, cls, b).sum().backward()
+    assert torch.equal(w.grad, torch.zeros_like(w))
+
+
+@pytest.mark.parametrize("sigmoid", [False, True])
+def test_logits_gradcheck(sigmoid):
+    f, w, cls, b, a, _, _ = make(4, 3, 3, 2, 3, dtype=torch.float64, seed=3)
+    cls = torch.tensor([2, 0, 2, 1])  # a repeated class, so weight gradients are summed
+    inputs = [t.requires_grad_() for t in (f, w, b, a)]
+
+    def fn(f, w, b, a):
+        return mk.per_class_mask_logits(f, w, cls, b, a, sigmoid=sigmoid)
+
+    assert torch.autograd.gradcheck(fn, inputs)
+
+
+def test_logits_backward_matches_reference_float32():
+    f, w, cls, b, a, _, _ = make(7, 20, 9, 8, 5, seed=5)
+    grads = []
+    for fn in (mk.per_class_mask_logits, ref.per_class_mask_logits):
+        inputs = [t.clone().requires_grad_() for t in (f, w, b, a)]
+        out = fn(inputs[0], inputs[1], cls, inputs[2], inputs[3])
+        out.backward(torch.cos(torch.arange(out.numel(), dtype=out.dtype)).view_as(out))
+        grads.append([t.grad for t in inputs])
+    for got, expected in zip(*grads):
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_logits_backward_is_deterministic():
+    f, w, cls, b, a, _, _ = make(40, 24, 5, 5, 3, seed=6)
+    g = torch.randn(40, 5, 5)
+    first = torch.ops.maskx._per_class_mask_logits_backward(g, f, w, cls)
+    torch.set_num_threads(1)
+    try:
+        second = torch.ops.maskx._per_class_mask_logits_backward(g, f, w, cls)
+    finally:
+        torch.set_num_threads(2)
+    for x, y in zip(first, second):
+        assert torch.equal(x, y)
+
+
+def test_opcheck():
+    for seed, shape in enumerate([(5, 4, 3, 3, 3), (7, 9, 5, 6, 4), (0, 3, 2, 2, 2)]):
+        f, w, cls, b, a, _, _ = make(*shape, seed=seed)
+        for requires_grad in (False, True):
+            inputs = [t.clone().requires_grad_(requires_grad) for t in (f, w, b, a)]
+            for sigmoid in (False, True):
+                torch.library.opcheck(
+                    torch.ops.maskx.per_class_mask_logits.default, (inputs[0], inputs[1], cls, inputs[2], inputs[3], sigmoid)
+                )
+        g = torch.randn(f.shape[0], f.shape[2], f.shape[3])
+        torch.library.opcheck(torch.ops.maskx._per_class_mask_logits_backward.default, (g, f, w, cls))
+
+
+def test_compile():
+    f, w, cls, b, a, _, _ = make(5, 6, 4, 4, 3, seed=9)
+
+    def fn(f, w, b, a):
+        return mk.per_class_mask_logits(f, w, cls, b, a).square().mean()
+
+    inputs = [x.clone().requires_grad_() for x in (f, w, b, a)]
+    out = torch.compile(fn, fullgraph=True, backend="aot_eager")(*inputs)
+    out.backward()
+    expected_inputs = [x.clone().requires_grad_() for x in (f, w, b, a)]
+    expected = fn(*expected_inputs)
+    expected.backward()
+    torch.testing.assert_close(out, expected)
+    for x, y in zip(inputs, expected_inputs):
+        torch.testing.assert_close(x.grad, y.grad)
+
+
+@pytest.mark.parametrize("bad,error,match", BAD_SHARED_ARGS)
+def test_bad_inputs(bad, error, match):
+    with pytest.raises(error, match=match):
+        mk.per_class_mask_logits(**{**good_args(), **bad})
+
+
+def test_native_op_checks_class_values():
+    args = good_args()
+    with pytest.raises(IndexError, match="class 7"):
+        torch.ops.maskx.per_class_mask_logits(args["features"], args["class_weights"], torch.tensor([7, 0]), None, None, False)

@@ -1,0 +1,50 @@
+"""Triton kernel of transfer_mlp against the plain-PyTorch chain and the native op (on
+the CPU through TRITON_INTERPRET=1)."""
+import os
+
+import pytest
+import torch
+
+from maskx_kernels.reference import transfer_mlp as ref_mlp
+
+if os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available():
+    pytest.skip("needs TRITON_INTERPRET=1 or a CUDA device", allow_module_level=True)
+
+import maskx_kernels  # noqa: E402,F401  (registers the native ops compared against)
+from maskx_kernels.triton.transfer_mlp import transfer_mlp_triton  # noqa: E402
+from maskx_kernels.triton.transfer_mlp import fits_on_chip  # noqa: E402
+
+pytestmark = pytest.mark.triton
+DEVICE = "cuda" if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1" else "cpu"
+
+
+def make_mlp(widths, classes, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(classes, widths[0], generator=g, dtype=torch.float64)
+    weights = [torch.randn(o, i, generator=g, dtype=torch.float64) / i**0.5 for i, o in zip(widths[:-1], widths[1:])]
+    biases = [torch.randn(w.shape[0], generator=g, dtype=torch.float64) for w in weights]
+    cast = lambda t: t.to(dtype=dtype, device=DEVICE)  # noqa: E731
+    return cast(x), [cast(w) for w in weights], [cast(b) for b in biases]
+
+
+@pytest.mark.parametrize("widths", [(40, 24), (70, 20, 19), (33, 16, 40, 9), (80, 256, 100)])
+@pytest.mark.parametrize("classes", [1, 37])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_transfer_mlp(widths, classes, dtype):
+    x, weights, biases = make_mlp(widths, classes, dtype, seed=len(widths))
+    out = transfer_mlp_triton(x, weights, biases, 0.1)
+    expected = ref_mlp.transfer_mlp(x, weights, biases, 0.1)
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
+    native, native_hidden = torch.ops.maskx.transfer_mlp(x.cpu(), [w.cpu() for w in weights], [b.cpu() for b in biases], 0.1)
+    torch.testing.assert_close(out, native.to(DEVICE), atol=1e-4, rtol=1e-4)
+    out_again, hidden = transfer_mlp_triton(x, weights, biases, 0.1, return_hidden=True)
+    assert torch.equal(out_again, out) and len(hidden) == len(native_hidden)
+    for h, expected in zip(hidden, native_hidden):
+        torch.testing.assert_close(h, expected.to(DEVICE), atol=1e-4, rtol=1e-4)
+
+
+def test_transfer_mlp_rejects_wide_hidden_layers():
+    x, weights, biases = make_mlp((8, 300, 4), 3)
+    assert not fits_on_chip(weights)
+    with pytest.raises(ValueError, match="hidden"):
+        transfer_mlp_triton(x, weights, biases)
