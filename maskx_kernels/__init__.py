@@ -3,6 +3,8 @@
 The functions and modules here keep torchvision's signatures, so a detector can swap
 ``torchvision.ops`` for ``maskx_kernels``.
 """
+import torch  # noqa: F401  (loads libtorch, which the extension links against)
+
 import maskx_kernels._C  # noqa: F401  (registers the native ops)
 from maskx_kernels.ops.batched_nms import batched_nms
 from maskx_kernels.ops.detection_embedding import detection_embedding
