@@ -39,6 +39,23 @@ inline void check_levels(const at::Tensor& levels, const at::Tensor& rois, size_
                     " but rois are on ", rois.device());
 }
 
+// A backward call: one height, width and scale per level, and a grad of
+// [K, channels, pooled_h, pooled_w] matching the rois.
+inline void check_backward_args(const at::Tensor& grad, const at::Tensor& rois, at::ArrayRef<double> spatial_scales,
+                                int64_t pooled_h, int64_t pooled_w, int64_t channels, at::ArrayRef<int64_t> heights,
+                                at::ArrayRef<int64_t> widths) {
+  TORCH_CHECK_VALUE(heights.size() == widths.size() && heights.size() == spatial_scales.size(),
+                    "roi_align backward: one height, width and scale per level expected");
+  check_rois(rois, grad);
+  TORCH_CHECK_VALUE(grad.dim() == 4 && grad.size(0) == rois.size(0) && grad.size(1) == channels &&
+                        grad.size(2) == pooled_h && grad.size(3) == pooled_w,
+                    "roi_align backward: grad has shape ", grad.sizes(), ", expected [", rois.size(0), ", ", channels,
+                    ", ", pooled_h, ", ", pooled_w, "]");
+  for (double scale : spatial_scales) {
+    check_pooling_args(scale, pooled_h, pooled_w);
+  }
+}
+
 // Every level shares batch size, channels, dtype and device with the first.
 inline void check_pyramid(at::TensorList features, at::ArrayRef<double> spatial_scales) {
   TORCH_CHECK_VALUE(spatial_scales.size() == features.size(), "multi_scale_roi_align: got ", features.size(),

@@ -645,9 +645,7 @@ std::vector<at::Tensor> pyramid_backward(const at::Tensor& grad_in, const at::Te
                                          int64_t pooled_h, int64_t pooled_w, int64_t batch, int64_t channels,
                                          at::ArrayRef<int64_t> heights, at::ArrayRef<int64_t> widths,
                                          int64_t sampling_ratio, bool aligned) {
-  TORCH_CHECK_VALUE(heights.size() == widths.size() && heights.size() == spatial_scales.size(),
-                    "roi_align backward: one height, width and scale per level expected");
-  check_rois(rois_in, grad_in);
+  check_backward_args(grad_in, rois_in, spatial_scales, pooled_h, pooled_w, channels, heights, widths);
   if (grad_in.scalar_type() == at::kHalf || grad_in.scalar_type() == at::kBFloat16) {
     // Accumulate reduced-precision gradients in float32, then round once.
     std::vector<at::Tensor> grads =
@@ -656,14 +654,9 @@ std::vector<at::Tensor> pyramid_backward(const at::Tensor& grad_in, const at::Te
     for (at::Tensor& g : grads) g = g.to(grad_in.scalar_type());
     return grads;
   }
-  TORCH_CHECK_VALUE(grad_in.dim() == 4 && grad_in.size(0) == rois_in.size(0) && grad_in.size(1) == channels &&
-                        grad_in.size(2) == pooled_h && grad_in.size(3) == pooled_w,
-                    "roi_align backward: grad has shape ", grad_in.sizes(), ", expected [", rois_in.size(0), ", ",
-                    channels, ", ", pooled_h, ", ", pooled_w, "]");
   Problem p = make_problem(batch, channels, pooled_h, pooled_w, sampling_ratio, aligned);
   std::vector<at::Tensor> grads;
   for (size_t l = 0; l < heights.size(); ++l) {
-    check_pooling_args(spatial_scales[l], pooled_h, pooled_w);
     p.levels.push_back(level_view(channels, heights[l], widths[l], spatial_scales[l]));
     grads.push_back(cpu::empty_huge({batch, channels, heights[l], widths[l]}, grad_in.options()));
   }

@@ -395,16 +395,7 @@ std::vector<at::Tensor> pyramid_backward(const at::Tensor& grad_in, const at::Te
                                          int64_t pooled_h, int64_t pooled_w, int64_t batch, int64_t channels,
                                          at::ArrayRef<int64_t> heights, at::ArrayRef<int64_t> widths,
                                          int64_t sampling_ratio, bool aligned) {
-  TORCH_CHECK_VALUE(heights.size() == widths.size() && heights.size() == spatial_scales.size(),
-                    "roi_align backward: one height, width and scale per level expected");
-  check_rois(rois_in, grad_in);
-  TORCH_CHECK_VALUE(grad_in.dim() == 4 && grad_in.size(0) == rois_in.size(0) && grad_in.size(1) == channels &&
-                        grad_in.size(2) == pooled_h && grad_in.size(3) == pooled_w,
-                    "roi_align backward: grad has shape ", grad_in.sizes(), ", expected [", rois_in.size(0), ", ",
-                    channels, ", ", pooled_h, ", ", pooled_w, "]");
-  for (size_t l = 0; l < heights.size(); ++l) {
-    check_pooling_args(spatial_scales[l], pooled_h, pooled_w);
-  }
+  check_backward_args(grad_in, rois_in, spatial_scales, pooled_h, pooled_w, channels, heights, widths);
   if (levels_in != nullptr) {
     check_levels(*levels_in, rois_in, heights.size());
   }
