@@ -45,7 +45,7 @@ def detections(rois: int, num_classes: int, seed: int):
 
 def torchvision_postprocess(boxes, scores, score_threshold, iou_threshold, max_detections):
     num_classes = scores.shape[1]
-    labels = torch.arange(num_classes).expand_as(scores).reshape(-1)
+    labels = torch.arange(num_classes, device=scores.device).expand_as(scores).reshape(-1)
     boxes, scores = boxes.reshape(-1, 4), scores.reshape(-1)
     keep = torch.where(scores > score_threshold)[0]
     boxes, scores, labels = boxes[keep], scores[keep], labels[keep]

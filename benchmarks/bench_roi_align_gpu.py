@@ -1,80 +1,87 @@
-"""ROIAlign on a GPU: maskx's CUDA kernel vs torchvision's CUDA kernel vs maskx's Triton
-kernel, on the standard workload (a P2-sized map 2x256x200x272 at scale 1/4, 1000 RoIs,
-7x7 bins, sampling ratio 2). Skipped without a CUDA device."""
+"""roi_align and MultiScaleRoIAlign on a GPU: maskx's CUDA kernel vs torchvision's CUDA
+kernel (and maskx's Triton kernel for roi_align) on the workloads of bench_roi_align.py
+moved to the device: input 2x256x200x272 at scale 1/4 with 1000 RoIs, 7x7 bins,
+sampling ratio 2, NCHW and channels-last; MultiScaleRoIAlign over P2-P5 of one 800x1088
+image. Backward in the atomic (default) and deterministic modes. Skipped without a CUDA
+device."""
 import pytest
 import torch
 import torchvision
 
-import maskx_kernels
+import maskx_kernels as mk
+from benchmarks.timing import cuda_synchronized, run
+from benchmarks.workloads import IMAGE_SIZE, detector_boxes, detector_rois, feature_map, fpn_pyramid
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-SCALE = 0.25
-OUTPUT = (7, 7)
-RATIO = 2
+ROUNDS = 20
 
 
-def workload(memory_format=torch.contiguous_format, dtype=torch.float32):
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 256, 200, 272, generator=g).to("cuda", dtype).contiguous(memory_format=memory_format)
-    height, width = 200 / SCALE, 272 / SCALE
-    size = torch.rand(1000, 2, generator=g) * 380 + 16
-    corner = torch.rand(1000, 2, generator=g) * torch.tensor([width, height])
-    index = torch.randint(0, 2, (1000, 1), generator=g).float()
-    rois = torch.cat([index, corner, corner + size], dim=1).to("cuda", dtype)
-    return x, rois
-
-
-def triton_roi_align(x, rois):
+def triton_roi_align(x, rois, output_size, scale, ratio, aligned):
     from maskx_kernels.triton.roi_align import roi_align
 
-    return roi_align(x, rois, SCALE, OUTPUT[0], OUTPUT[1], RATIO, False)
+    return roi_align(x, rois, scale, output_size, output_size, ratio, aligned)
 
 
-IMPLS = {
-    "maskx": lambda x, rois: maskx_kernels.roi_align(x, rois, OUTPUT, SCALE, RATIO, False),
-    "torchvision": lambda x, rois: torchvision.ops.roi_align(x, rois, OUTPUT, SCALE, RATIO, False),
-    "triton": triton_roi_align,
-}
+IMPLS = {"maskx": mk.roi_align, "torchvision": torchvision.ops.roi_align, "maskx-triton": triton_roi_align}
 
 
-def timed(fn):
-    def run():
-        out = fn()
-        torch.cuda.synchronize()
+def _inputs(channels_last):
+    x = feature_map(2, 256, 200, 272, channels_last=channels_last).cuda()
+    return x, detector_rois(1000, 2).cuda()
+
+
+@pytest.fixture(params=[False, True], ids=["atomic", "deterministic"])
+def deterministic(request):
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(request.param)
+    yield request.param
+    torch.use_deterministic_algorithms(previous)
+
+
+@pytest.mark.parametrize("impl", list(IMPLS))
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_roi_align_forward(benchmark, impl, layout):
+    x, rois = _inputs(layout == "channels_last")
+    fn = IMPLS[impl]
+    group = f"roi_align gpu forward: 7x7 sr=2 {layout}"
+    run(benchmark, group, impl, cuda_synchronized(lambda: fn(x, rois, 7, 0.25, 2, True)), ROUNDS)
+
+
+@pytest.mark.parametrize("impl", list(IMPLS))
+def test_roi_align_forward_backward(benchmark, impl, deterministic):
+    # torchvision falls back to its pure-PyTorch implementation in deterministic mode.
+    x, rois = _inputs(False)
+    x.requires_grad_()
+    grad = torch.randn(1000, 256, 7, 7, device="cuda")
+    fn = IMPLS[impl]
+
+    def step():
+        x.grad = None
+        fn(x, rois, 7, 0.25, 2, True).backward(grad)
+
+    mode = "deterministic" if deterministic else "atomic"
+    run(benchmark, f"roi_align gpu forward+backward ({mode}): 7x7 sr=2 nchw", impl, cuda_synchronized(step), ROUNDS)
+
+
+POOLERS = {"maskx": mk.MultiScaleRoIAlign, "torchvision": torchvision.ops.MultiScaleRoIAlign}
+
+
+@pytest.mark.parametrize("impl", list(POOLERS))
+@pytest.mark.parametrize("backward", [False, True])
+def test_multi_scale_roi_align(benchmark, impl, backward):
+    names = ["p2", "p3", "p4", "p5"]
+    feats = {name: f.cuda().requires_grad_(backward) for name, f in zip(names, fpn_pyramid(batch=1))}
+    boxes = [detector_boxes(1000).cuda()]
+    pooler = POOLERS[impl](names, 7, 2)
+    grad = torch.randn(1000, 256, 7, 7, device="cuda")
+
+    def step():
+        out = pooler(feats, boxes, [IMAGE_SIZE])
+        if backward:
+            for f in feats.values():
+                f.grad = None
+            out.backward(grad)
         return out
 
-    return run
-
-
-@pytest.mark.parametrize("impl", list(IMPLS))
-@pytest.mark.parametrize(
-    "layout,memory_format", [("NCHW", torch.contiguous_format), ("NHWC", torch.channels_last)], ids=["nchw", "nhwc"]
-)
-def test_forward(benchmark, impl, layout, memory_format):
-    x, rois = workload(memory_format)
-    benchmark.group = f"roi_align gpu: forward 2x256x200x272 {layout}, 1000 RoIs, 7x7, sr 2"
-    benchmark.extra_info["impl"] = impl
-    benchmark.pedantic(timed(lambda: IMPLS[impl](x, rois)), rounds=20, iterations=1, warmup_rounds=2)
-
-
-@pytest.mark.parametrize("impl", list(IMPLS))
-@pytest.mark.parametrize("deterministic", [False, True], ids=["atomic", "deterministic"])
-def test_backward(benchmark, impl, deterministic):
-    x, rois = workload()
-    x.requires_grad_()
-    mode = "deterministic" if deterministic else "atomic"
-    benchmark.group = f"roi_align gpu: backward ({mode}) 2x256x200x272, 1000 RoIs, 7x7, sr 2"
-    benchmark.extra_info["impl"] = impl
-    previous = torch.are_deterministic_algorithms_enabled()
-    # torchvision switches to its pure-PyTorch implementation in deterministic mode.
-    torch.use_deterministic_algorithms(deterministic)
-    try:
-        out = IMPLS[impl](x, rois)
-        grad = torch.randn_like(out)
-        benchmark.pedantic(
-            timed(lambda: torch.autograd.grad(out, x, grad, retain_graph=True)), rounds=10, iterations=1,
-            warmup_rounds=1,
-        )
-    finally:
-        torch.use_deterministic_algorithms(previous)
+    kind = "forward+backward" if backward else "forward"
+    run(benchmark, f"MultiScaleRoIAlign gpu {kind}: P2-P5 7x7", impl, cuda_synchronized(step), ROUNDS)

@@ -13,12 +13,17 @@ def collect(data: dict) -> "OrderedDict[str, Dict[str, float]]":
     return groups
 
 
+def _ratio(r: float) -> str:
+    """Two decimals near parity, where one would round 0.95 and 1.04 alike."""
+    return f"{r:.2f}x" if r < 10 else f"{r:.1f}x"
+
+
 def format_table(data: dict) -> str:
     rows: List[List[str]] = [["case", "impl", "median ms", "maskx speed-up"]]
     for group, impls in collect(data).items():
         ours = impls.get("maskx")
         for impl, median in impls.items():
-            speedup = f"{median / ours:.1f}x" if ours and impl != "maskx" else ""
+            speedup = _ratio(median / ours) if ours and impl != "maskx" else ""
             rows.append([group, impl, f"{median * 1e3:.2f}", speedup])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]

@@ -125,6 +125,7 @@ def test_bad_device():
         maskx_kernels.batched_nms(torch.rand(3, 4), torch.rand(3), torch.zeros(3, dtype=torch.long, device="meta"), 0.5)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("num_classes", [1, 80, 3000])
 def test_cuda_matches_cpu(num_classes):

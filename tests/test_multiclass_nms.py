@@ -166,6 +166,7 @@ def test_bad_device():
         maskx_kernels.multiclass_nms(torch.rand(3, 4), torch.rand(3, 2, device="meta"), 0.1, 0.5, 10)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("per_class", [True, False])
 @pytest.mark.parametrize("num_classes", [81, 3000])

@@ -164,6 +164,7 @@ def test_bad_device():
         maskx_kernels.nms(torch.rand(3, 4), torch.rand(3, device="meta"), 0.5)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
 def test_cuda_matches_cpu(dtype):

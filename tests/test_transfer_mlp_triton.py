@@ -27,9 +27,14 @@ def make_mlp(widths, classes, dtype=torch.float32, seed=0):
     return cast(x), [cast(w) for w in weights], [cast(b) for b in biases]
 
 
+# float64 only in the interpreter: on a GPU the op sends float64 to matrix products
+# (Triton's float64 dot is not exact there).
+DTYPES = [torch.float32, torch.float64] if DEVICE == "cpu" else [torch.float32]
+
+
 @pytest.mark.parametrize("widths", [(40, 24), (70, 20, 19), (33, 16, 40, 9), (80, 256, 100)])
 @pytest.mark.parametrize("classes", [1, 37])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_transfer_mlp(widths, classes, dtype):
     x, weights, biases = make_mlp(widths, classes, dtype, seed=len(widths))
     out = transfer_mlp_triton(x, weights, biases, 0.1)
@@ -48,3 +53,14 @@ def test_transfer_mlp_rejects_wide_hidden_layers():
     assert not fits_on_chip(weights)
     with pytest.raises(ValueError, match="hidden"):
         transfer_mlp_triton(x, weights, biases)
+
+
+def test_first_layer_is_split_to_fill_the_device():
+    """81 classes of 5120-d input are 3 row blocks: the first layer is split along its
+    input so that the device gets more programs; a 5120-wide input allows 160 slices."""
+    from maskx_kernels.triton.transfer_mlp import BLOCK_K, MAX_SPLITS, _num_splits
+
+    splits, k_chunk = _num_splits(3, 5120, torch.device("cpu"))
+    assert splits > 1 and k_chunk % BLOCK_K == 0 and (splits - 1) * k_chunk < 5120 <= splits * k_chunk
+    assert _num_splits(1, 20, torch.device("cpu")) == (1, BLOCK_K)
+    assert _num_splits(1, 10**6, torch.device("cpu"))[0] <= MAX_SPLITS

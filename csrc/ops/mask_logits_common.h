@@ -12,9 +12,11 @@ namespace maskx {
 namespace mask_logits {
 
 // sum_k w[k] * f[k * stride]: one pixel's dot over the K channels of a [K, H*W] block.
+// Unrolled so that a GPU thread keeps several feature loads in flight.
 template <typename acc_t, typename scalar_t>
 MASKX_HOST_DEVICE acc_t channel_dot(const scalar_t* f, int64_t stride, const scalar_t* w, int64_t num_channels) {
   acc_t acc = acc_t(0);
+#pragma unroll 8
   for (int64_t k = 0; k < num_channels; ++k) {
     acc += static_cast<acc_t>(w[k]) * static_cast<acc_t>(f[k * stride]);
   }

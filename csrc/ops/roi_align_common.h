@@ -50,23 +50,24 @@ MASKX_HOST_DEVICE T sample_coord(T start, T bin, int64_t p, int64_t i, int64_t g
   return start + static_cast<T>(p) * bin + (static_cast<T>(i) + T(0.5)) * bin / static_cast<T>(grid);
 }
 
-// The two bilinear taps of a sample along one axis of an input of length `size`.
-template <typename T>
+// The two bilinear taps of a sample along one axis of an input of length `size`. GPU
+// kernels use a 32-bit index I where the axis allows it (64-bit conversions are slow there).
+template <typename T, typename I = int64_t>
 struct AxisTaps {
-  int64_t low, high;
+  I low, high;
   T w_low, w_high;
 };
 
 // Returns false for a sample outside [-1, size] (or an empty axis): it contributes nothing.
-template <typename T>
-MASKX_HOST_DEVICE bool axis_taps(T coord, int64_t size, AxisTaps<T>& taps) {
+template <typename T, typename I>
+MASKX_HOST_DEVICE bool axis_taps(T coord, I size, AxisTaps<T, I>& taps) {
   if (size <= 0 || coord < T(-1) || coord > static_cast<T>(size)) {
     return false;
   }
   if (coord <= T(0)) {
     coord = T(0);
   }
-  taps.low = static_cast<int64_t>(coord);
+  taps.low = static_cast<I>(coord);
   if (taps.low >= size - 1) {
     taps.low = taps.high = size - 1;
     coord = static_cast<T>(taps.low);

@@ -62,9 +62,9 @@ def check_class_values(op: str, classes: Tensor, num_classes: int) -> None:
     """Raises IndexError on a class index outside [0, num_classes) (one device sync)."""
     if classes.numel() == 0:
         return
-    bad = (classes < 0) | (classes >= num_classes)
-    if bool(bad.any()):
-        r = int(bad.nonzero()[0, 0])
+    low, high = torch.stack(torch.aminmax(classes)).tolist()
+    if low < 0 or high >= num_classes:
+        r = int(((classes < 0) | (classes >= num_classes)).nonzero()[0, 0])
         raise IndexError(f"{op}: RoI {r} has class {int(classes[r])}, expected one in [0, {num_classes})")
 
 

@@ -4,8 +4,9 @@ T maps each class's detection weights to its mask weights with a small MLP share
 all classes. Native kernel on the CPU: csrc/ops/cpu/transfer_mlp_kernel.cpp, registered
 as torch.ops.maskx.transfer_mlp (schema in csrc/ops/transfer_mlp.cpp). On CUDA the
 forward is the single-launch Triton kernel of maskx_kernels/triton/transfer_mlp.py
-(the hidden layers are computed on chip and stored once for the backward pass); the
-backward is matrix products.
+(the hidden layers are computed on chip and stored once for the backward pass), except
+for float64 and for hidden layers wider than the kernel holds, which use one matrix
+product per layer; the backward is matrix products.
 """
 from typing import List, Sequence
 
@@ -56,7 +57,9 @@ def _transfer_mlp_backward_fake(grad, x, hidden, weights, negative_slope):
 def _transfer_mlp_cuda(x, weights, biases, negative_slope):
     from maskx_kernels.triton.transfer_mlp import fits_on_chip, transfer_mlp_triton
 
-    if fits_on_chip(weights):
+    # float64 goes to the matrix products: Triton's float64 dot was measured 1e-8 off exact
+    # float64 on an H200, and its tiles overflow shared memory.
+    if x.dtype != torch.float64 and fits_on_chip(weights):
         return transfer_mlp_triton(x, weights, biases, negative_slope, return_hidden=True)
     # Hidden layers too wide for one program's registers: one matrix product per layer.
     hidden, h = [], x

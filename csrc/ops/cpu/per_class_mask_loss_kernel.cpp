@@ -166,7 +166,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> per_class_mask_loss_b
     const at::Tensor& targets, const std::optional<at::Tensor>& class_bias,
     const std::optional<at::Tensor>& agnostic_logits, const std::optional<at::Tensor>& valid) {
   const char* op = "per_class_mask_loss_backward";
-  TORCH_CHECK_VALUE(grad.numel() == 1, op, ": grad must hold one value, got shape ", grad.sizes());
+  check_loss_grad(op, grad);
   const LossInputs in = prepare(features, class_weights, classes, targets, class_bias, agnostic_logits, valid, op);
   at::Tensor grad_features = at::empty_like(in.features);
   at::Tensor grad_weights = at::empty_like(in.class_weights);

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 
+#include "ops/nms_checks.h"
 #include "ops/nms_common.h"
 
 namespace maskx {
@@ -114,7 +115,7 @@ inline at::Tensor nms_cuda(const at::Tensor& boxes, const at::Tensor& scores, co
   const at::Tensor sorted_classes =
       classes.defined() ? classes.to(at::kLong).index_select(0, order).contiguous() : at::Tensor();
   const int64_t col_blocks = (n + kTile - 1) / kTile;
-  TORCH_CHECK_VALUE(col_blocks <= 65535, "nms: at most ", 65535 * kTile, " boxes on CUDA, got ", n);
+  check_box_count("nms", n, 65535 * kTile);
   at::Tensor mask = at::empty({n, col_blocks}, boxes.options().dtype(at::kLong));
   at::Tensor keep = at::zeros({n}, boxes.options().dtype(at::kBool));
   const bool shared = col_blocks <= kMaxSharedRemovedWords;

@@ -1,7 +1,9 @@
-// CUDA kernels of maskx::per_class_mask_logits and its backward. Forward: one thread per
-// (RoI, pixel) runs the K-channel dot with its class's row, coalesced over pixels, and
-// adds bias, agnostic logits and the optional sigmoid. Class indices are range-checked
-// by the Python wrapper. Backward: see mask_logits_cuda.cuh.
+// CUDA kernels of maskx::per_class_mask_logits and its backward. Forward: a block takes
+// kTilePixels pixels of one RoI; kSlices groups of threads each run the dot of a slice of
+// the K channels with the class's row (coalesced over pixels, many loads in flight, since
+// the op is bound by reading the features), and the slices' sums are added in a fixed
+// order with the bias, the agnostic logits and the optional sigmoid. Class indices are
+// range-checked by the Python wrapper. Backward: see mask_logits_cuda.cuh.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <c10/cuda/CUDAStream.h>
@@ -16,14 +18,34 @@ namespace maskx {
 namespace mask_logits {
 namespace {
 
+constexpr int kSlices = 4;
+constexpr int kTilePixels = kThreads / kSlices;
+
 template <typename scalar_t, typename acc_t>
-__global__ void logits_kernel(const scalar_t* f, const scalar_t* w, const int64_t* classes, const scalar_t* bias,
-                              const scalar_t* agnostic, int64_t num_channels, int64_t pixels, bool apply_sigmoid,
-                              scalar_t* out) {
+__global__ void logits_kernel(const scalar_t* __restrict__ f, const scalar_t* __restrict__ w,
+                              const int64_t* __restrict__ classes, const scalar_t* __restrict__ bias,
+                              const scalar_t* __restrict__ agnostic, int64_t num_channels, int64_t pixels,
+                              bool apply_sigmoid, scalar_t* __restrict__ out) {
+  __shared__ acc_t sums[kSlices][kTilePixels];
   const int64_t r = blockIdx.x;
-  const int64_t p = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
-  if (p >= pixels) return;
-  acc_t x = logit_at<acc_t>(f, w, classes, bias, agnostic, r, p, num_channels, pixels);
+  const int lane = threadIdx.x % kTilePixels, slice = threadIdx.x / kTilePixels;
+  const int64_t p = static_cast<int64_t>(blockIdx.y) * kTilePixels + lane;
+  const int64_t per_slice = (num_channels + kSlices - 1) / kSlices;
+  const int64_t k0 = slice * per_slice;
+  const int64_t k1 = k0 + per_slice < num_channels ? k0 + per_slice : num_channels;
+  const int64_t c = classes[r];
+  acc_t partial = acc_t(0);
+  if (p < pixels && k0 < k1) {
+    partial = channel_dot<acc_t>(f + (r * num_channels + k0) * pixels + p, pixels, w + c * num_channels + k0, k1 - k0);
+  }
+  sums[slice][lane] = partial;
+  __syncthreads();
+  if (slice != 0 || p >= pixels) return;
+  acc_t x = sums[0][lane];
+#pragma unroll
+  for (int s = 1; s < kSlices; ++s) x += sums[s][lane];
+  if (bias != nullptr) x += static_cast<acc_t>(bias[c]);
+  if (agnostic != nullptr) x += static_cast<acc_t>(agnostic[r * pixels + p]);
   if (apply_sigmoid) x = sigmoid(x);
   out[r * pixels + p] = static_cast<scalar_t>(x);
 }
@@ -41,7 +63,7 @@ at::Tensor per_class_mask_logits_forward_kernel(const at::Tensor& features, cons
   const at::Tensor f = features.contiguous(), w = class_weights.contiguous(), cls = classes.contiguous();
   const at::Tensor bias = class_bias.has_value() ? class_bias->contiguous() : at::Tensor();
   const at::Tensor agnostic = agnostic_logits.has_value() ? agnostic_logits->contiguous() : at::Tensor();
-  const dim3 grid(num_rois, blocks_for(pixels, kThreads));
+  const dim3 grid(num_rois, blocks_for(pixels, kTilePixels));
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.scalar_type(), "per_class_mask_logits", [&] {
     logits_kernel<scalar_t, at::opmath_type<scalar_t>><<<grid, kThreads, 0, stream>>>(

@@ -2,7 +2,10 @@
 // is the one-level case of the pyramid op).
 //
 // Forward: one thread per output element (RoI, channel, bin row, bin column), reading the
-// input through its strides (NCHW, channels-last or any other layout, no copy). A launch
+// input through its strides (NCHW, channels-last or any other layout, no copy). Threads
+// next to each other take the next bin column, or the next channel when channels are the
+// input's innermost dimension, so that a warp's reads share cache lines. Index math is
+// 32-bit whenever the output allows it (64-bit division costs many instructions). A launch
 // sees up to kMaxLevels pyramid levels in a struct passed by value; larger pyramids take
 // one launch per block of levels.
 //
@@ -26,6 +29,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "ops/roi_align_checks.h"
@@ -63,9 +68,58 @@ struct PoolArgs {
 
 int64_t num_blocks(int64_t work) { return std::min((work + kThreads - 1) / kThreads, kMaxBlocks); }
 
-#define MASKX_GRID_STRIDE_LOOP(i, n)                                                           \
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n);     \
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+#define MASKX_GRID_STRIDE_LOOP(index_t, i, n)                                                  \
+  for (index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n);     \
+       i += static_cast<index_t>(blockDim.x) * gridDim.x)
+
+// Calls f with an int32_t when every index a grid-stride loop over `total` elements
+// reaches (up to total plus one grid) and every pixel row or column index below
+// `largest_side` fits one, else with an int64_t.
+template <typename F>
+void with_index_type(int64_t total, int64_t largest_side, const F& f) {
+  if (total <= std::numeric_limits<int32_t>::max() - kThreads * kMaxBlocks &&
+      largest_side <= std::numeric_limits<int32_t>::max()) {
+    f(int32_t{});
+  } else {
+    f(int64_t{});
+  }
+}
+
+// The longest row or column of the levels [N, C, H, W].
+int64_t largest_side(at::TensorList levels) {
+  int64_t side = 0;
+  for (const at::Tensor& level : levels) side = std::max({side, level.size(2), level.size(3)});
+  return side;
+}
+
+// An output element's (RoI, channel, bin row, bin column), decoded from its position in
+// the launch: bin column fastest, or channel fastest.
+template <typename index_t>
+struct OutputIndex {
+  index_t k, c, ph, pw;
+};
+
+template <typename index_t>
+__device__ __forceinline__ OutputIndex<index_t> output_index(index_t i, index_t channels, index_t pooled_h,
+                                                             index_t pooled_w, bool channels_fastest) {
+  OutputIndex<index_t> o;
+  if (channels_fastest) {
+    o.c = i % channels;
+    i /= channels;
+    o.pw = i % pooled_w;
+    i /= pooled_w;
+    o.ph = i % pooled_h;
+    o.k = i / pooled_h;
+  } else {
+    o.pw = i % pooled_w;
+    i /= pooled_w;
+    o.ph = i % pooled_h;
+    i /= pooled_h;
+    o.c = i % channels;
+    o.k = i / channels;
+  }
+  return o;
+}
 
 // The launch's index of RoI k's level, or -1 when the RoI belongs to another launch's
 // block of levels or to none (level out of range).
@@ -104,7 +158,7 @@ __device__ __forceinline__ bool decode_roi(const scalar_t* roi, int64_t batch, i
   return true;
 }
 
-template <typename scalar_t, typename acc_t>
+template <typename scalar_t, typename acc_t, typename index_t>
 __device__ acc_t pool_bin(const LevelView<const scalar_t>& lv, const scalar_t* roi, int64_t c, int64_t ph,
                           int64_t pw, const PoolArgs& a) {
   int64_t image;
@@ -114,16 +168,17 @@ __device__ acc_t pool_bin(const LevelView<const scalar_t>& lv, const scalar_t* r
   }
   const scalar_t* plane = lv.data + image * lv.stride_n + c * lv.stride_c;
   acc_t sum = acc_t(0);
+  const index_t height = static_cast<index_t>(lv.height), width = static_cast<index_t>(lv.width);
   for (int64_t iy = 0; iy < g.grid_h; ++iy) {
-    AxisTaps<acc_t> ty;
-    if (!axis_taps(sample_coord(g.start_h, g.bin_h, ph, iy, g.grid_h), lv.height, ty)) {
+    AxisTaps<acc_t, index_t> ty;
+    if (!axis_taps(sample_coord(g.start_h, g.bin_h, ph, iy, g.grid_h), height, ty)) {
       continue;
     }
     const scalar_t* row_low = plane + ty.low * lv.stride_h;
     const scalar_t* row_high = plane + ty.high * lv.stride_h;
     for (int64_t ix = 0; ix < g.grid_w; ++ix) {
-      AxisTaps<acc_t> tx;
-      if (!axis_taps(sample_coord(g.start_w, g.bin_w, pw, ix, g.grid_w), lv.width, tx)) {
+      AxisTaps<acc_t, index_t> tx;
+      if (!axis_taps(sample_coord(g.start_w, g.bin_w, pw, ix, g.grid_w), width, tx)) {
         continue;
       }
       const int64_t xl = tx.low * lv.stride_w, xh = tx.high * lv.stride_w;
@@ -134,34 +189,33 @@ __device__ acc_t pool_bin(const LevelView<const scalar_t>& lv, const scalar_t* r
   return sum * g.inv_count;
 }
 
-template <typename scalar_t>
-__global__ void roi_align_forward_kernel(LevelBlock<const scalar_t> block, const scalar_t* rois,
-                                         const int64_t* level_of, PoolArgs a, int64_t total, scalar_t* output) {
+template <typename scalar_t, typename index_t>
+__global__ void roi_align_forward_kernel(LevelBlock<const scalar_t> block, const scalar_t* __restrict__ rois,
+                                         const int64_t* __restrict__ level_of, PoolArgs a, index_t total,
+                                         bool channels_fastest, scalar_t* __restrict__ output) {
   using acc_t = at::opmath_type<scalar_t>;
-  MASKX_GRID_STRIDE_LOOP(i, total) {
-    const int64_t pw = i % a.pooled_w;
-    const int64_t ph = (i / a.pooled_w) % a.pooled_h;
-    const int64_t c = (i / (a.pooled_w * a.pooled_h)) % a.channels;
-    const int64_t k = i / (a.pooled_w * a.pooled_h * a.channels);
-    const int64_t l = local_level(level_of, k, block);
+  const index_t channels = a.channels, pooled_h = a.pooled_h, pooled_w = a.pooled_w;
+  MASKX_GRID_STRIDE_LOOP(index_t, i, total) {
+    const OutputIndex<index_t> o = output_index(i, channels, pooled_h, pooled_w, channels_fastest);
+    const index_t out = ((o.k * channels + o.c) * pooled_h + o.ph) * pooled_w + o.pw;
+    const int64_t l = local_level(level_of, o.k, block);
     if (l >= 0) {
-      output[i] = static_cast<scalar_t>(pool_bin<scalar_t, acc_t>(block.levels[l], rois + k * 5, c, ph, pw, a));
-    } else if (owns_invalid_level(level_of, k, block)) {
-      output[i] = scalar_t(0);
+      output[out] =
+          static_cast<scalar_t>(pool_bin<scalar_t, acc_t, index_t>(block.levels[l], rois + o.k * 5, o.c, o.ph, o.pw, a));
+    } else if (owns_invalid_level(level_of, o.k, block)) {
+      output[out] = scalar_t(0);
     }
   }
 }
 
 // grads: contiguous [N, C, H_l, W_l] accumulation buffers, zero-initialised.
-template <typename scalar_t, typename acc_t>
-__global__ void roi_align_backward_atomic_kernel(LevelBlock<acc_t> block, const scalar_t* grad,
-                                                 const scalar_t* rois, const int64_t* level_of, PoolArgs a,
-                                                 int64_t total) {
-  MASKX_GRID_STRIDE_LOOP(i, total) {
-    const int64_t pw = i % a.pooled_w;
-    const int64_t ph = (i / a.pooled_w) % a.pooled_h;
-    const int64_t c = (i / (a.pooled_w * a.pooled_h)) % a.channels;
-    const int64_t k = i / (a.pooled_w * a.pooled_h * a.channels);
+template <typename scalar_t, typename acc_t, typename index_t>
+__global__ void roi_align_backward_atomic_kernel(LevelBlock<acc_t> block, const scalar_t* __restrict__ grad,
+                                                 const scalar_t* __restrict__ rois,
+                                                 const int64_t* __restrict__ level_of, PoolArgs a, index_t total) {
+  MASKX_GRID_STRIDE_LOOP(index_t, i, total) {
+    const OutputIndex<index_t> o = output_index<index_t>(i, a.channels, a.pooled_h, a.pooled_w, false);
+    const index_t k = o.k, c = o.c, ph = o.ph, pw = o.pw;
     const int64_t l = local_level(level_of, k, block);
     if (l < 0) {
       continue;
@@ -174,14 +228,15 @@ __global__ void roi_align_backward_atomic_kernel(LevelBlock<acc_t> block, const 
     }
     const acc_t value = static_cast<acc_t>(grad[i]) * g.inv_count;
     acc_t* plane = lv.data + image * lv.stride_n + c * lv.stride_c;
+    const index_t height = static_cast<index_t>(lv.height), width = static_cast<index_t>(lv.width);
     for (int64_t iy = 0; iy < g.grid_h; ++iy) {
-      AxisTaps<acc_t> ty;
-      if (!axis_taps(sample_coord(g.start_h, g.bin_h, ph, iy, g.grid_h), lv.height, ty)) {
+      AxisTaps<acc_t, index_t> ty;
+      if (!axis_taps(sample_coord(g.start_h, g.bin_h, ph, iy, g.grid_h), height, ty)) {
         continue;
       }
       for (int64_t ix = 0; ix < g.grid_w; ++ix) {
-        AxisTaps<acc_t> tx;
-        if (!axis_taps(sample_coord(g.start_w, g.bin_w, pw, ix, g.grid_w), lv.width, tx)) {
+        AxisTaps<acc_t, index_t> tx;
+        if (!axis_taps(sample_coord(g.start_w, g.bin_w, pw, ix, g.grid_w), width, tx)) {
           continue;
         }
         acc_t* row_low = plane + ty.low * lv.stride_h;
@@ -211,18 +266,23 @@ __device__ __forceinline__ bool span_reaches(acc_t start, acc_t bin, int64_t bin
 // the contributions of the image's RoIs on this level in RoI index order. `order` lists
 // RoIs grouped by image (index order within a group); the group of image n is
 // order[offsets[n], offsets[n + 1]).
-template <typename scalar_t>
-__global__ void roi_align_backward_gather_kernel(const scalar_t* grad, const scalar_t* rois, const int64_t* order,
-                                                 const int64_t* offsets, int64_t height, int64_t width, double scale,
-                                                 PoolArgs a, int64_t total, scalar_t* grad_input) {
+template <typename scalar_t, typename index_t>
+__global__ void roi_align_backward_gather_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ rois,
+                                                 const int64_t* __restrict__ order,
+                                                 const int64_t* __restrict__ offsets, int64_t height, int64_t width,
+                                                 double scale, PoolArgs a, index_t total,
+                                                 scalar_t* __restrict__ grad_input) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t chunks = (a.channels + kChannelChunk - 1) / kChannelChunk;
+  const index_t chunks = (a.channels + kChannelChunk - 1) / kChannelChunk;
   const int64_t bins = a.pooled_h * a.pooled_w;
-  MASKX_GRID_STRIDE_LOOP(i, total) {
-    const int64_t x = i % width;
-    const int64_t y = (i / width) % height;
-    const int64_t c0 = ((i / (width * height)) % chunks) * kChannelChunk;
-    const int64_t n = i / (width * height * chunks);
+  MASKX_GRID_STRIDE_LOOP(index_t, i, total) {
+    index_t rest = i;
+    const int64_t x = rest % static_cast<index_t>(width);
+    rest /= static_cast<index_t>(width);
+    const int64_t y = rest % static_cast<index_t>(height);
+    rest /= static_cast<index_t>(height);
+    const int64_t c0 = static_cast<int64_t>(rest % chunks) * kChannelChunk;
+    const int64_t n = rest / chunks;
     const int64_t num_channels = a.channels - c0 < kChannelChunk ? a.channels - c0 : kChannelChunk;
     acc_t acc[kChannelChunk];
 #pragma unroll
@@ -338,12 +398,17 @@ at::Tensor pyramid_forward(at::TensorList features, const at::Tensor& rois_in, c
       return level_view<const scalar_t>(f.data_ptr<scalar_t>(), f.size(2), f.size(3), f.stride(0), f.stride(1),
                                         f.stride(2), f.stride(3), spatial_scales[l]);
     };
-    for_level_blocks<const scalar_t>(
-        static_cast<int64_t>(features.size()), make_view, [&](const LevelBlock<const scalar_t>& block) {
-          roi_align_forward_kernel<scalar_t><<<num_blocks(total), kThreads, 0, stream>>>(
-              block, rois.data_ptr<scalar_t>(), level_of, a, total, output.data_ptr<scalar_t>());
-          C10_CUDA_KERNEL_LAUNCH_CHECK();
-        });
+    const bool channels_fastest = features[0].stride(1) == 1 && a.channels > 1;
+    with_index_type(total, largest_side(features), [&](auto index) {
+      using index_t = decltype(index);
+      for_level_blocks<const scalar_t>(
+          static_cast<int64_t>(features.size()), make_view, [&](const LevelBlock<const scalar_t>& block) {
+            roi_align_forward_kernel<scalar_t, index_t><<<num_blocks(total), kThreads, 0, stream>>>(
+                block, rois.data_ptr<scalar_t>(), level_of, a, static_cast<index_t>(total), channels_fastest,
+                output.data_ptr<scalar_t>());
+            C10_CUDA_KERNEL_LAUNCH_CHECK();
+          });
+    });
   });
   return output;
 }
@@ -360,10 +425,13 @@ void backward_atomic(const at::Tensor& grad, const at::Tensor& rois, const at::T
     return level_view<acc_t>(b.data_ptr<acc_t>(), b.size(2), b.size(3), b.stride(0), b.stride(1), b.stride(2),
                              b.stride(3), spatial_scales[l]);
   };
-  for_level_blocks<acc_t>(static_cast<int64_t>(buffers.size()), make_view, [&](const LevelBlock<acc_t>& block) {
-    roi_align_backward_atomic_kernel<scalar_t, acc_t><<<num_blocks(total), kThreads, 0, stream>>>(
-        block, grad.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(), level_of, a, total);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  with_index_type(total, largest_side(buffers), [&](auto index) {
+    using index_t = decltype(index);
+    for_level_blocks<acc_t>(static_cast<int64_t>(buffers.size()), make_view, [&](const LevelBlock<acc_t>& block) {
+      roi_align_backward_atomic_kernel<scalar_t, acc_t, index_t><<<num_blocks(total), kThreads, 0, stream>>>(
+          block, grad.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(), level_of, a, static_cast<index_t>(total));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
 }
 
@@ -382,11 +450,14 @@ void backward_deterministic(const at::Tensor& grad, const at::Tensor& rois, cons
     if (total == 0) {
       continue;
     }
-    roi_align_backward_gather_kernel<scalar_t><<<num_blocks(total), kThreads, 0, stream>>>(
-        grad.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(), order.data_ptr<int64_t>(),
-        offsets.data_ptr<int64_t>() + l * a.batch, height, width, spatial_scales[l], a, total,
-        grads[l].data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    with_index_type(total, std::max(height, width), [&](auto index) {
+      using index_t = decltype(index);
+      roi_align_backward_gather_kernel<scalar_t, index_t><<<num_blocks(total), kThreads, 0, stream>>>(
+          grad.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(), order.data_ptr<int64_t>(),
+          offsets.data_ptr<int64_t>() + l * a.batch, height, width, spatial_scales[l], a,
+          static_cast<index_t>(total), grads[l].data_ptr<scalar_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   }
 }
 
