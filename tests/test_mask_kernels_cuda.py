@@ -157,3 +157,11 @@ def test_transfer_mlp_matches_reference(widths, classes, dtype):
     torch.testing.assert_close(out.detach().cpu().double(), expected.detach(), **tol)
     for p, e in zip(params, expected_params):
         torch.testing.assert_close(p.grad.cpu().double(), e.grad, **tol)
+
+
+def test_native_checks_raise():
+    f, w, cls = on_device(*make(2, 3, 4, 4, 5)[:3])
+    with pytest.raises(ValueError, match="grad must be a"):
+        torch.ops.maskx._per_class_mask_logits_backward(torch.randn(2, 4, 5, device=DEVICE), f, w, cls)
+    with pytest.raises(ValueError, match="classes are on"):
+        torch.ops.maskx.per_class_mask_logits(f, w, cls.cpu(), None, None, False)

@@ -252,18 +252,35 @@ def test_compile():
     torch.testing.assert_close(compiled(x), pool(x))
 
 
-def test_bad_inputs():
+# One case per check, so that a failure (or a crash) names the check it came from.
+BAD_CALLS = {
+    "devices differ": (lambda x, rois: maskx_kernels.roi_align(x, rois.cpu(), 2), "one device"),
+    "batch index": (
+        lambda x, rois: maskx_kernels.roi_align(x, torch.tensor([[2.0, 0.5, 0.5, 3.0, 3.5]], device=DEVICE), 2),
+        "batch index",
+    ),
+    "native: rois device": (lambda x, rois: torch.ops.maskx.roi_align(x, rois.cpu(), 1.0, 2, 2, 2, False), "rois are on"),
+    "native: levels device": (
+        lambda x, rois: torch.ops.maskx.multi_scale_roi_align(
+            [x], rois, torch.zeros(1, dtype=torch.long), [1.0], 2, 2, 2, False
+        ),
+        "levels are on",
+    ),
+    "native: grad shape": (
+        lambda x, rois: torch.ops.maskx._roi_align_backward(
+            torch.randn(1, 3, 2, 3, device=DEVICE), rois, 1.0, 2, 2, 2, 3, 5, 5, 2, False
+        ),
+        "grad has shape",
+    ),
+    "native: output size": (lambda x, rois: torch.ops.maskx.roi_align(x, rois, 1.0, 0, 2, 2, False), "output size"),
+    "native: scale": (lambda x, rois: torch.ops.maskx.roi_align(x, rois, -1.0, 2, 2, 2, False), "spatial_scale"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CALLS))
+def test_bad_inputs(case):
+    call, match = BAD_CALLS[case]
     x = torch.randn(2, 3, 5, 5, device=DEVICE)
     rois = torch.tensor([[0.0, 0.5, 0.5, 3.0, 3.5]], device=DEVICE)
-    with pytest.raises(ValueError, match="one device"):
-        maskx_kernels.roi_align(x, rois.cpu(), 2)
-    with pytest.raises(ValueError, match="batch index"):
-        maskx_kernels.roi_align(x, torch.tensor([[2.0, 0.5, 0.5, 3.0, 3.5]], device=DEVICE), 2)
-    with pytest.raises(ValueError, match="rois are on"):
-        torch.ops.maskx.roi_align(x, rois.cpu(), 1.0, 2, 2, 2, False)
-    with pytest.raises(ValueError, match="levels are on"):
-        torch.ops.maskx.multi_scale_roi_align([x], rois, torch.zeros(1, dtype=torch.long), [1.0], 2, 2, 2, False)
-    with pytest.raises(ValueError, match="grad has shape"):
-        torch.ops.maskx._roi_align_backward(torch.randn(1, 3, 2, 3, device=DEVICE), rois, 1.0, 2, 2, 2, 3, 5, 5, 2, False)
-    with pytest.raises(ValueError, match="output size"):
-        torch.ops.maskx.roi_align(x, rois, 1.0, 0, 2, 2, False)
+    with pytest.raises(ValueError, match=match):
+        call(x, rois)
