@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "ops/cpu/huge_pages.h"
+#include "ops/cpu/streaming_store.h"
 #include "ops/roi_align_checks.h"
 #include "ops/roi_align_entry_points.h"
 #include "ops/roi_align_common.h"
@@ -354,6 +355,7 @@ void unpack_block(const scalar_t* packed, int64_t h, int64_t w, int64_t c0, int6
 template <typename acc_t>
 struct ForwardScratch {
   std::vector<acc_t> packed, bins;
+  std::vector<acc_t> slice;  // one RoI's output channels, before they are streamed out
   acc_t gathered[2][kChannelBlock] = {};  // zero padding past the block's channels
   // One RoI's taps as offsets into the packed block, by bin.
   std::vector<int64_t> row_off, col_off, row_begin, col_begin;
@@ -428,10 +430,23 @@ struct ForwardBody {
 
   // Writes the pooled [bins, kChannelBlock] block of RoI k into the output's
   // [channels, bins] slice, in register-tile transposes where possible: scattered
-  // scalar stores would dominate the whole kernel.
-  void write_output(int64_t k, int64_t c0, int64_t num_channels, const Scratch& s) const {
+  // scalar stores would dominate the whole kernel. In float32 the slice (contiguous in
+  // the output) is transposed in an L1 scratch and streamed out in whole lines.
+  void write_output(int64_t k, int64_t c0, int64_t num_channels, Scratch& s) const {
     const int64_t bins = p.pooled_h * p.pooled_w;
     scalar_t* dst = out + (k * p.channels + c0) * bins;
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      s.slice.resize(num_channels * bins);
+      transpose_bins(s, num_channels, s.slice.data());
+      cpu::stream_copy(s.slice.data(), num_channels * bins, dst);
+    } else {
+      transpose_bins(s, num_channels, dst);
+    }
+  }
+
+  // dst[c, b] = the pooled bins[b, c] for the block's num_channels channels.
+  void transpose_bins(const Scratch& s, int64_t num_channels, scalar_t* dst) const {
+    const int64_t bins = p.pooled_h * p.pooled_w;
     int64_t b0 = 0;
     if constexpr (std::is_same_v<scalar_t, acc_t>) {
       if (num_channels == kChannelBlock) {
@@ -460,6 +475,7 @@ struct ForwardBody {
         pool_roi_packed(k, s.packed.data(), lv.width, s);
         write_output(k, t.channel_begin, num_channels, s);
       }
+      cpu::stream_fence();
       return;
     }
     // Sparse group: gather each tap's channels from the input in place.
@@ -472,6 +488,7 @@ struct ForwardBody {
     };
     pool_roi_direct(t.roi, pixel, s);
     write_output(t.roi, t.channel_begin, num_channels, s);
+    cpu::stream_fence();
   }
 };
 
