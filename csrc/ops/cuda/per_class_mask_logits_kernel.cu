@@ -10,6 +10,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <algorithm>
+
 #include "ops/cuda/mask_logits_cuda.cuh"
 #include "ops/mask_logits_checks.h"
 #include "ops/mask_logits_common.h"
@@ -29,25 +31,31 @@ __global__ void logits_kernel(const scalar_t* __restrict__ f, const scalar_t* __
   __shared__ acc_t sums[kSlices][kTilePixels];
   const int64_t r = blockIdx.x;
   const int lane = threadIdx.x % kTilePixels, slice = threadIdx.x / kTilePixels;
-  const int64_t p = static_cast<int64_t>(blockIdx.y) * kTilePixels + lane;
   const int64_t per_slice = (num_channels + kSlices - 1) / kSlices;
   const int64_t k0 = slice * per_slice;
   const int64_t k1 = k0 + per_slice < num_channels ? k0 + per_slice : num_channels;
   const int64_t c = classes[r];
-  acc_t partial = acc_t(0);
-  if (p < pixels && k0 < k1) {
-    partial = channel_dot<acc_t>(f + (r * num_channels + k0) * pixels + p, pixels, w + c * num_channels + k0, k1 - k0);
-  }
-  sums[slice][lane] = partial;
-  __syncthreads();
-  if (slice != 0 || p >= pixels) return;
-  acc_t x = sums[0][lane];
+  // Tiles beyond the grid's y extent (over 65535 tiles) are taken in turn by the block.
+  for (int64_t tile = blockIdx.y; tile * kTilePixels < pixels; tile += gridDim.y) {
+    const int64_t p = tile * kTilePixels + lane;
+    acc_t partial = acc_t(0);
+    if (p < pixels && k0 < k1) {
+      partial =
+          channel_dot<acc_t>(f + (r * num_channels + k0) * pixels + p, pixels, w + c * num_channels + k0, k1 - k0);
+    }
+    sums[slice][lane] = partial;
+    __syncthreads();
+    if (slice == 0 && p < pixels) {
+      acc_t x = sums[0][lane];
 #pragma unroll
-  for (int s = 1; s < kSlices; ++s) x += sums[s][lane];
-  if (bias != nullptr) x += static_cast<acc_t>(bias[c]);
-  if (agnostic != nullptr) x += static_cast<acc_t>(agnostic[r * pixels + p]);
-  if (apply_sigmoid) x = sigmoid(x);
-  out[r * pixels + p] = static_cast<scalar_t>(x);
+      for (int s = 1; s < kSlices; ++s) x += sums[s][lane];
+      if (bias != nullptr) x += static_cast<acc_t>(bias[c]);
+      if (agnostic != nullptr) x += static_cast<acc_t>(agnostic[r * pixels + p]);
+      if (apply_sigmoid) x = sigmoid(x);
+      out[r * pixels + p] = static_cast<scalar_t>(x);
+    }
+    __syncthreads();
+  }
 }
 
 at::Tensor per_class_mask_logits_forward_kernel(const at::Tensor& features, const at::Tensor& class_weights,
@@ -63,7 +71,7 @@ at::Tensor per_class_mask_logits_forward_kernel(const at::Tensor& features, cons
   const at::Tensor f = features.contiguous(), w = class_weights.contiguous(), cls = classes.contiguous();
   const at::Tensor bias = class_bias.has_value() ? class_bias->contiguous() : at::Tensor();
   const at::Tensor agnostic = agnostic_logits.has_value() ? agnostic_logits->contiguous() : at::Tensor();
-  const dim3 grid(num_rois, blocks_for(pixels, kTilePixels));
+  const dim3 grid(num_rois, std::min<int64_t>(blocks_for(pixels, kTilePixels), 65535));
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.scalar_type(), "per_class_mask_logits", [&] {
     logits_kernel<scalar_t, at::opmath_type<scalar_t>><<<grid, kThreads, 0, stream>>>(
