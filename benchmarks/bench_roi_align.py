@@ -78,3 +78,30 @@ def test_multi_scale_roi_align(benchmark, impl, output_size, backward):
 
     kind = "forward+backward" if backward else "forward"
     run(benchmark, f"MultiScaleRoIAlign {kind}: P2-P5 {output_size}x{output_size}", impl, step, ROUNDS[impl])
+
+
+@pytest.fixture
+def output_cache_off():
+    """The cases below run with maskx's CPU output cache off (maskx_kernels.cpu_cache):
+    every maskx output is fresh memory, as on a call's first use."""
+    previous = mk.set_cpu_cache_limit(0)
+    yield
+    mk.set_cpu_cache_limit(previous)
+
+
+@pytest.mark.parametrize("impl", list(IMPLS))
+def test_roi_align_forward_uncached(benchmark, output_cache_off, impl):
+    x, rois = _inputs(False)
+    fn = IMPLS[impl]
+    group = "roi_align forward, maskx output cache off: 7x7 sr=2 nchw"
+    run(benchmark, group, impl, lambda: fn(x, rois, 7, 0.25, 2, True), ROUNDS[impl])
+
+
+@pytest.mark.parametrize("impl", list(POOLERS))
+def test_multi_scale_roi_align_uncached(benchmark, output_cache_off, impl):
+    names = ["p2", "p3", "p4", "p5"]
+    feats = dict(zip(names, fpn_pyramid(batch=1)))
+    boxes = [detector_boxes(1000)]
+    pooler = POOLERS[impl](names, 7, 2)
+    group = "MultiScaleRoIAlign forward, maskx output cache off: P2-P5 7x7"
+    run(benchmark, group, impl, lambda: pooler(feats, boxes, [IMAGE_SIZE]), ROUNDS[impl])

@@ -5,7 +5,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include "ops/cpu/huge_pages.h"
+#include "ops/cpu/output_cache.h"
 #include "ops/cpu/mask_logits_cpu.h"
 #include "ops/mask_logits_checks.h"
 
@@ -99,7 +99,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> per_class_mask_logits_backward_ke
   check_grad(op, grad, features);
   const at::Tensor cls = classes.contiguous();
   check_class_values(cls, class_weights.size(0), op);
-  at::Tensor grad_features = cpu::empty_huge(features.sizes(), features.options());
+  at::Tensor grad_features = cpu::empty_output(features.sizes(), features.options());
   at::Tensor grad_weights = at::empty_like(class_weights, at::MemoryFormat::Contiguous);
   at::Tensor grad_bias = at::empty({class_weights.size(0)}, class_weights.options());
   const at::Tensor g = grad.contiguous(), f = features.contiguous(), w = class_weights.contiguous();

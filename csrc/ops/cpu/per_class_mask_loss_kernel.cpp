@@ -7,7 +7,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include "ops/cpu/huge_pages.h"
+#include "ops/cpu/output_cache.h"
 #include "ops/cpu/mask_logits_cpu.h"
 #include "ops/mask_logits_checks.h"
 
@@ -169,7 +169,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> per_class_mask_loss_b
   const char* op = "per_class_mask_loss_backward";
   check_loss_grad(op, grad);
   const LossInputs in = prepare(features, class_weights, classes, targets, class_bias, agnostic_logits, valid, op);
-  at::Tensor grad_features = cpu::empty_huge(in.features.sizes(), in.features.options());
+  at::Tensor grad_features = cpu::empty_output(in.features.sizes(), in.features.options());
   at::Tensor grad_weights = at::empty_like(in.class_weights);
   at::Tensor grad_bias = at::empty({class_weights.size(0)}, class_weights.options());
   at::Tensor grad_agnostic = at::empty_like(in.targets);

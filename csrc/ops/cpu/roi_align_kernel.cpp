@@ -22,7 +22,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "ops/cpu/huge_pages.h"
+#include "ops/cpu/output_cache.h"
 #include "ops/cpu/streaming_store.h"
 #include "ops/roi_align_checks.h"
 #include "ops/roi_align_entry_points.h"
@@ -38,6 +38,7 @@ constexpr int64_t kTile = 16;
 static_assert(kChannelBlock % kTile == 0, "channel blocks are whole transpose tiles");
 // Largest packed block per task; larger maps are read in place.
 constexpr int64_t kMaxPackedBytes = int64_t(64) << 20;
+constexpr int64_t kPrefetchBins = 1;
 
 struct LevelView {
   int64_t height, width;
@@ -231,36 +232,6 @@ inline void pool_bin(const Tap<acc_t>* rows, int64_t num_rows, const Tap<acc_t>*
   for (int64_t v = 0; v < kVecs; ++v) (even[v] + odd[v]).store(out + v * V::size());
 }
 
-// pool_bin for a packed block, with taps given as element offsets into it.
-template <typename acc_t>
-inline void pool_bin_packed(const acc_t* block, const int64_t* row_off, const acc_t* row_w, int64_t num_rows,
-                            const int64_t* col_off, const acc_t* col_w, int64_t num_cols, acc_t* out) {
-  using V = Vec<acc_t>;
-  constexpr int64_t kVecs = kChannelBlock / V::size();
-  V even[kVecs], odd[kVecs];
-  for (int64_t v = 0; v < kVecs; ++v) even[v] = odd[v] = V(acc_t(0));
-  for (int64_t i = 0; i < num_rows; ++i) {
-    const acc_t* row = block + row_off[i];
-    const V wy(row_w[i]);
-    int64_t j = 0;
-    for (; j + 1 < num_cols; j += 2) {
-      const V w0 = wy * V(col_w[j]), w1 = wy * V(col_w[j + 1]);
-      const acc_t* p0 = row + col_off[j];
-      const acc_t* p1 = row + col_off[j + 1];
-      for (int64_t v = 0; v < kVecs; ++v) {
-        even[v] = at::vec::fmadd(w0, V::loadu(p0 + v * V::size()), even[v]);
-        odd[v] = at::vec::fmadd(w1, V::loadu(p1 + v * V::size()), odd[v]);
-      }
-    }
-    if (j < num_cols) {
-      const V w0 = wy * V(col_w[j]);
-      const acc_t* p0 = row + col_off[j];
-      for (int64_t v = 0; v < kVecs; ++v) even[v] = at::vec::fmadd(w0, V::loadu(p0 + v * V::size()), even[v]);
-    }
-  }
-  for (int64_t v = 0; v < kVecs; ++v) (even[v] + odd[v]).store(out + v * V::size());
-}
-
 // Adds weight-scaled copies of a kChannelBlock-channel gradient vector to a bin's taps.
 template <typename acc_t>
 inline void scatter_bin(const Tap<acc_t>* rows, int64_t num_rows, const Tap<acc_t>* cols, int64_t num_cols,
@@ -357,9 +328,6 @@ struct ForwardScratch {
   std::vector<acc_t> packed, bins;
   std::vector<acc_t> slice;  // one RoI's output channels, before they are streamed out
   acc_t gathered[2][kChannelBlock] = {};  // zero padding past the block's channels
-  // One RoI's taps as offsets into the packed block, by bin.
-  std::vector<int64_t> row_off, col_off, row_begin, col_begin;
-  std::vector<acc_t> row_w, col_w;
 };
 
 template <typename scalar_t>
@@ -372,60 +340,37 @@ struct ForwardBody {
   const Problem& p;
   scalar_t* out;
 
-  // Pools RoI k from a packed block. The taps become element offsets into the block,
-  // and each bin's taps are prefetched one bin ahead: the block lives in L3, and
-  // without prefetching every tap would wait out a cache miss.
+  // Pools RoI k into s.bins, reading pixels through `pixel` (see pool_bin) after
+  // `prefetch(ph, pw)` has been told the next bin.
+  template <typename Pixel, typename Prefetch>
+  void pool_roi(int64_t k, const Pixel& pixel, const Prefetch& prefetch, Scratch& s) const {
+    const int64_t bins = p.pooled_h * p.pooled_w;
+    s.bins.resize(bins * kChannelBlock);
+    for (int64_t b = 0; b < std::min(kPrefetchBins, bins); ++b) prefetch(b / p.pooled_w, b % p.pooled_w);
+    for (int64_t b = 0; b < bins; ++b) {
+      if (b + kPrefetchBins < bins) prefetch((b + kPrefetchBins) / p.pooled_w, (b + kPrefetchBins) % p.pooled_w);
+      const int64_t ph = b / p.pooled_w, pw = b % p.pooled_w;
+      pool_bin(taps.bin(k, ph), taps.size(k, ph), taps.bin(k, p.pooled_h + pw), taps.size(k, p.pooled_h + pw),
+               pixel, s.bins.data() + b * kChannelBlock);
+    }
+  }
+
+  // Pools RoI k from a packed block, prefetching each bin's pixels one bin ahead: the
+  // block lives in L3, and without prefetching every tap would wait out a cache miss.
   void pool_roi_packed(int64_t k, const acc_t* block, int64_t width, Scratch& s) const {
-    auto offsets = [&](int64_t first_bin, int64_t num_bins, int64_t scale, std::vector<int64_t>& off,
-                       std::vector<acc_t>& weight, std::vector<int64_t>& begin) {
-      off.clear();
-      weight.clear();
-      begin.assign(1, 0);
-      for (int64_t b = first_bin; b < first_bin + num_bins; ++b) {
-        for (int64_t t = 0; t < taps.size(k, b); ++t) {
-          off.push_back(taps.bin(k, b)[t].index * scale);
-          weight.push_back(taps.bin(k, b)[t].weight);
-        }
-        begin.push_back(static_cast<int64_t>(off.size()));
-      }
-    };
-    offsets(0, p.pooled_h, width * kChannelBlock, s.row_off, s.row_w, s.row_begin);
-    offsets(p.pooled_h, p.pooled_w, kChannelBlock, s.col_off, s.col_w, s.col_begin);
-    auto prefetch_bin = [&](int64_t ph, int64_t pw) {
-      for (int64_t i = s.row_begin[ph]; i < s.row_begin[ph + 1]; ++i) {
-        for (int64_t j = s.col_begin[pw]; j < s.col_begin[pw + 1]; ++j) {
-          const acc_t* line = block + s.row_off[i] + s.col_off[j];
+    auto pixel = [block, width](int64_t y, int64_t x, int) { return block + (y * width + x) * kChannelBlock; };
+    auto prefetch = [&](int64_t ph, int64_t pw) {
+      const Tap<acc_t>* rows = taps.bin(k, ph);
+      const Tap<acc_t>* cols = taps.bin(k, p.pooled_h + pw);
+      const int64_t num_rows = taps.size(k, ph), num_cols = taps.size(k, p.pooled_h + pw);
+      for (int64_t i = 0; i < num_rows; ++i) {
+        for (int64_t j = 0; j < num_cols; ++j) {
+          const acc_t* line = pixel(rows[i].index, cols[j].index, 0);
           for (size_t b = 0; b < kChannelBlock * sizeof(acc_t); b += 64) __builtin_prefetch(line + b / sizeof(acc_t));
         }
       }
     };
-    s.bins.resize(p.pooled_h * p.pooled_w * kChannelBlock);
-    prefetch_bin(0, 0);
-    for (int64_t ph = 0; ph < p.pooled_h; ++ph) {
-      for (int64_t pw = 0; pw < p.pooled_w; ++pw) {
-        if (pw + 1 < p.pooled_w) {
-          prefetch_bin(ph, pw + 1);
-        } else if (ph + 1 < p.pooled_h) {
-          prefetch_bin(ph + 1, 0);
-        }
-        const int64_t r0 = s.row_begin[ph], c0 = s.col_begin[pw];
-        pool_bin_packed(block, s.row_off.data() + r0, s.row_w.data() + r0, s.row_begin[ph + 1] - r0,
-                        s.col_off.data() + c0, s.col_w.data() + c0, s.col_begin[pw + 1] - c0,
-                        s.bins.data() + (ph * p.pooled_w + pw) * kChannelBlock);
-      }
-    }
-  }
-
-  // Pools RoI k reading its taps from the input in place, through `pixel`.
-  template <typename Pixel>
-  void pool_roi_direct(int64_t k, const Pixel& pixel, Scratch& s) const {
-    s.bins.resize(p.pooled_h * p.pooled_w * kChannelBlock);
-    for (int64_t ph = 0; ph < p.pooled_h; ++ph) {
-      for (int64_t pw = 0; pw < p.pooled_w; ++pw) {
-        pool_bin(taps.bin(k, ph), taps.size(k, ph), taps.bin(k, p.pooled_h + pw), taps.size(k, p.pooled_h + pw),
-                 pixel, s.bins.data() + (ph * p.pooled_w + pw) * kChannelBlock);
-      }
-    }
+    pool_roi(k, pixel, prefetch, s);
   }
 
   // Writes the pooled [bins, kChannelBlock] block of RoI k into the output's
@@ -486,7 +431,7 @@ struct ForwardBody {
       for (int64_t c = 0; c < num_channels; ++c) dst[c] = static_cast<acc_t>(src[c * lv.stride_c]);
       return static_cast<const acc_t*>(dst);
     };
-    pool_roi_direct(t.roi, pixel, s);
+    pool_roi(t.roi, pixel, [](int64_t, int64_t) {}, s);
     write_output(t.roi, t.channel_begin, num_channels, s);
     cpu::stream_fence();
   }
@@ -648,7 +593,7 @@ at::Tensor pyramid_forward(at::TensorList features, const at::Tensor& rois_in, c
     levels = levels_in->contiguous();
   }
   const int64_t* level_of = checked_levels(rois, levels_in ? &levels : nullptr, p);
-  at::Tensor output = cpu::empty_huge({rois.size(0), p.channels, pooled_h, pooled_w}, features[0].options());
+  at::Tensor output = cpu::empty_output({rois.size(0), p.channels, pooled_h, pooled_w}, features[0].options());
   if (output.numel() == 0) {
     return output;
   }
@@ -675,7 +620,7 @@ std::vector<at::Tensor> pyramid_backward(const at::Tensor& grad_in, const at::Te
   std::vector<at::Tensor> grads;
   for (size_t l = 0; l < heights.size(); ++l) {
     p.levels.push_back(level_view(channels, heights[l], widths[l], spatial_scales[l]));
-    grads.push_back(cpu::empty_huge({batch, channels, heights[l], widths[l]}, grad_in.options()));
+    grads.push_back(cpu::empty_output({batch, channels, heights[l], widths[l]}, grad_in.options()));
   }
   const at::Tensor rois = rois_in.contiguous();
   at::Tensor levels;
