@@ -6,7 +6,8 @@ as torch.ops.maskx.transfer_mlp (schema in csrc/ops/transfer_mlp.cpp). On CUDA t
 forward is the single-launch Triton kernel of maskx_kernels/triton/transfer_mlp.py
 (the hidden layers are computed on chip and stored once for the backward pass), except
 for float64 and for hidden layers wider than the kernel holds, which use one matrix
-product per layer; the backward is matrix products.
+product per layer; the backward is matrix products. Autograd is in C++
+(csrc/ops/autograd/transfer_mlp_autograd.cpp).
 """
 from typing import List, Sequence
 
@@ -86,28 +87,6 @@ def _transfer_mlp_backward_cuda(grad, x, hidden, weights, negative_slope):
 
 torch.library.register_kernel("maskx::transfer_mlp", "cuda", _transfer_mlp_cuda)
 torch.library.register_kernel("maskx::_transfer_mlp_backward", "cuda", _transfer_mlp_backward_cuda)
-
-
-def _setup_context(ctx, inputs, output):
-    x, weights, biases, negative_slope = inputs
-    _, hidden = output
-    ctx.negative_slope = negative_slope
-    ctx.num_hidden = len(hidden)
-    ctx.mark_non_differentiable(*hidden)
-    ctx.save_for_backward(x, *hidden, *weights)
-
-
-def _backward(ctx, grad, grad_hidden):
-    x, *saved = ctx.saved_tensors
-    hidden, weights = saved[: ctx.num_hidden], saved[ctx.num_hidden :]
-    grad_weights, grad_biases, grad_first = torch.ops.maskx._transfer_mlp_backward(
-        grad, x, hidden, weights, ctx.negative_slope
-    )
-    grad_x = grad_first @ weights[0] if ctx.needs_input_grad[0] else None
-    return grad_x, list(grad_weights), list(grad_biases), None
-
-
-torch.library.register_autograd("maskx::transfer_mlp", _backward, setup_context=_setup_context)
 
 
 def transfer_mlp(x: Tensor, weights: List[Tensor], biases: List[Tensor], negative_slope: float = 0.1) -> Tensor:
