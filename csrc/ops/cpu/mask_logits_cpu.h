@@ -21,6 +21,9 @@ namespace mask_logits {
 template <typename T>
 using Vec = at::vec::Vectorized<T>;
 
+// How far ahead roi_logits prefetches feature rows (4, 8 and 16 measured; 8 and 16 alike).
+constexpr int64_t kPrefetchRows = 8;
+
 // Raises IndexError on a class index outside [0, num_classes).
 inline void check_class_values(const at::Tensor& classes, int64_t num_classes, const char* op) {
   const int64_t* c = classes.data_ptr<int64_t>();
@@ -73,7 +76,9 @@ void roi_logits(const scalar_t* f, const scalar_t* w, int64_t num_channels, int6
     std::fill(out, out + pixels, bias);
   }
   // Four feature rows per sweep over the buffer: four sequential read streams, one
-  // load and one store of the accumulator per four multiply-adds.
+  // load and one store of the accumulator per four multiply-adds. The rows kPrefetchRows
+  // ahead are prefetched: the hardware prefetcher stops at every 4 KiB page, which the
+  // 3 KiB rows cross often, and the loop is bound by memory bandwidth.
   int64_t k = 0;
   for (; k + 4 <= num_channels; k += 4) {
     const acc_t* f0 = acc_row(f + k * pixels, pixels, s.row0);
@@ -82,8 +87,13 @@ void roi_logits(const scalar_t* f, const scalar_t* w, int64_t num_channels, int6
     const acc_t* f3 = acc_row(f + (k + 3) * pixels, pixels, s.row3);
     const Vec<acc_t> w0(static_cast<acc_t>(w[k])), w1(static_cast<acc_t>(w[k + 1]));
     const Vec<acc_t> w2(static_cast<acc_t>(w[k + 2])), w3(static_cast<acc_t>(w[k + 3]));
+    const bool prefetch = k + kPrefetchRows + 4 <= num_channels;
+    const scalar_t* ahead = f + (k + kPrefetchRows) * pixels;
     for (int64_t p = 0; p < pixels; p += kStep) {
       const int64_t n = std::min(kStep, pixels - p);
+      if (prefetch) {
+        for (int64_t i = 0; i < 4; ++i) __builtin_prefetch(ahead + i * pixels + p);
+      }
       Vec<acc_t> a = Vec<acc_t>::loadu(out + p, n);
       a = at::vec::fmadd(w0, Vec<acc_t>::loadu(f0 + p, n), a);
       a = at::vec::fmadd(w1, Vec<acc_t>::loadu(f1 + p, n), a);
