@@ -72,6 +72,29 @@ def test_logits_gradcheck(sigmoid):
     assert torch.autograd.gradcheck(fn, inputs)
 
 
+ONE_INPUT_CASES = [
+    (bias, agnostic, wanted)
+    for bias, agnostic in [(True, True), (False, True), (True, False)]
+    for wanted in ["features", "class_weights", "class_bias", "agnostic_logits"]
+    if (wanted != "class_bias" or bias) and (wanted != "agnostic_logits" or agnostic)
+]
+
+
+@pytest.mark.parametrize("bias,agnostic,wanted", ONE_INPUT_CASES)
+def test_logits_gradient_of_one_input(bias, agnostic, wanted):
+    """Only one input requires grad (autograd asks the backward for that one alone)."""
+    f, w, cls, b, a, _, _ = make(5, 6, 4, 3, 4, dtype=torch.float64, seed=11, bias=bias, agnostic=agnostic)
+    args = dict(features=f, class_weights=w, class_bias=b, agnostic_logits=a)
+    grad = torch.randn(5, 4, 3, dtype=torch.float64)
+    results = []
+    for fn in (mk.per_class_mask_logits, ref.per_class_mask_logits):
+        x = args[wanted].detach().requires_grad_()
+        call = dict(args, **{wanted: x})
+        fn(call["features"], call["class_weights"], cls, call["class_bias"], call["agnostic_logits"]).backward(grad)
+        results.append(x.grad)
+    torch.testing.assert_close(results[0], results[1])
+
+
 def test_logits_backward_matches_reference_float32():
     f, w, cls, b, a, _, _ = make(7, 20, 9, 8, 5, seed=5)
     grads = []

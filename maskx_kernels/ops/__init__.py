@@ -1,1 +1,2 @@
-"""Python faces of the native ops: argument checks, fake kernels and autograd."""
+"""Python faces of the native ops: argument checks and fake kernels (autograd is in C++,
+csrc/ops/autograd/)."""

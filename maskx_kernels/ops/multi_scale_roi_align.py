@@ -4,9 +4,10 @@ torchvision pools each pyramid level separately after splitting the RoIs by leve
 the host. Here the level of every RoI is computed on the device and one call of
 torch.ops.maskx.multi_scale_roi_align (schema in csrc/ops/multi_scale_roi_align.cpp,
 kernels beside roi_align's) pools all levels, with no host synchronisation.
+Autograd: csrc/ops/autograd/roi_align_autograd.cpp.
 """
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -49,26 +50,6 @@ def _multi_scale_roi_align_backward_fake(
     grad, rois, levels, spatial_scales, pooled_height, pooled_width, batch_size, channels, heights, widths, sampling_ratio, aligned
 ):
     return [grad.new_empty((batch_size, channels, h, w)) for h, w in zip(heights, widths)]
-
-
-def _setup_context(ctx, inputs, output):
-    features, rois, levels, spatial_scales, pooled_height, pooled_width, sampling_ratio, aligned = inputs
-    ctx.save_for_backward(rois, levels)
-    ctx.args = (spatial_scales, pooled_height, pooled_width)
-    ctx.options = (sampling_ratio, aligned)
-    ctx.batch_channels = tuple(features[0].shape[:2])
-    ctx.sizes = ([f.shape[2] for f in features], [f.shape[3] for f in features])
-
-
-def _backward(ctx, grad):
-    rois, levels = ctx.saved_tensors
-    grads = torch.ops.maskx._multi_scale_roi_align_backward(
-        grad, rois, levels, *ctx.args, *ctx.batch_channels, *ctx.sizes, *ctx.options
-    )
-    return list(grads), None, None, None, None, None, None, None
-
-
-torch.library.register_autograd("maskx::multi_scale_roi_align", _backward, setup_context=_setup_context)
 
 
 def multi_scale_roi_align(

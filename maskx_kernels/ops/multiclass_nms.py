@@ -2,6 +2,7 @@
 
 Native kernels: csrc/ops/cpu/multiclass_nms_kernel.cpp and csrc/ops/cuda/multiclass_nms_kernel.cu,
 registered as torch.ops.maskx.multiclass_nms (schema in csrc/ops/multiclass_nms.cpp).
+Autograd: csrc/ops/autograd/multiclass_nms_autograd.cpp.
 """
 from typing import Tuple
 
@@ -42,30 +43,6 @@ def _multiclass_nms_fake(boxes, scores, score_threshold, iou_threshold, max_dete
         scores.new_empty((kept,), dtype=torch.long),
         scores.new_empty((kept,), dtype=torch.long),
     )
-
-
-def _setup_context(ctx, inputs, output):
-    boxes, scores = inputs[0], inputs[1]
-    _, _, labels, indices = output
-    ctx.save_for_backward(labels, indices)
-    ctx.boxes_shape = boxes.shape
-    ctx.scores_shape = scores.shape
-
-
-def _backward(ctx, grad_boxes, grad_scores, grad_labels, grad_indices):
-    # Each output is one input entry: the gradient goes back to it. Shared [N, 4] boxes
-    # can be picked for several classes, hence the accumulation.
-    labels, indices = ctx.saved_tensors
-    grad_in_boxes = grad_boxes.new_zeros(ctx.boxes_shape)
-    if len(ctx.boxes_shape) == 3:
-        grad_in_boxes.index_put_((indices, labels), grad_boxes)
-    else:
-        grad_in_boxes.index_put_((indices,), grad_boxes, accumulate=True)
-    grad_in_scores = grad_scores.new_zeros(ctx.scores_shape).index_put_((indices, labels), grad_scores)
-    return grad_in_boxes, grad_in_scores, None, None, None
-
-
-torch.library.register_autograd("maskx::multiclass_nms", _backward, setup_context=_setup_context)
 
 
 def multiclass_nms(

@@ -6,6 +6,7 @@ row is applied, with the class bias, the class-agnostic logits and an optional s
 in the same pass. Native kernels: csrc/ops/cpu/per_class_mask_logits_kernel.cpp and
 csrc/ops/cuda/per_class_mask_logits_kernel.cu, registered as
 torch.ops.maskx.per_class_mask_logits (schema in csrc/ops/per_class_mask_logits.cpp).
+Autograd: csrc/ops/autograd/per_class_mask_logits_autograd.cpp.
 """
 from typing import Optional
 
@@ -81,36 +82,6 @@ def _per_class_mask_logits_backward_fake(grad, features, class_weights, classes)
         torch.empty_like(class_weights, memory_format=torch.contiguous_format),
         class_weights.new_empty((class_weights.shape[0],)),
     )
-
-
-def _setup_context(ctx, inputs, output):
-    features, class_weights, classes, class_bias, agnostic_logits, sigmoid = inputs
-    ctx.sigmoid = sigmoid
-    ctx.has_bias = class_bias is not None
-    ctx.has_agnostic = agnostic_logits is not None
-    ctx.save_for_backward(features, class_weights, classes, output if sigmoid else None)
-
-
-def _backward(ctx, grad):
-    features, class_weights, classes, probabilities = ctx.saved_tensors
-    if ctx.sigmoid:
-        grad = grad * probabilities * (1 - probabilities)
-    grad_features = grad_weights = grad_bias = None
-    if ctx.needs_input_grad[0] or ctx.needs_input_grad[1] or ctx.needs_input_grad[3]:
-        grad_features, grad_weights, grad_bias = torch.ops.maskx._per_class_mask_logits_backward(
-            grad, features, class_weights, classes
-        )
-    return (
-        grad_features,
-        grad_weights,
-        None,
-        grad_bias if ctx.has_bias else None,
-        grad if ctx.has_agnostic else None,
-        None,
-    )
-
-
-torch.library.register_autograd("maskx::per_class_mask_logits", _backward, setup_context=_setup_context)
 
 
 def per_class_mask_logits(

@@ -5,6 +5,7 @@ R-CNN, the RoIs whose class has mask annotations), fused with the logits themsel
 that no [R, H, W] logits tensor is formed and invalid RoIs cost nothing. Native kernels:
 csrc/ops/cpu/per_class_mask_loss_kernel.cpp and csrc/ops/cuda/per_class_mask_loss_kernel.cu,
 registered as torch.ops.maskx.per_class_mask_loss (schema in csrc/ops/per_class_mask_loss.cpp).
+Autograd: csrc/ops/autograd/per_class_mask_loss_autograd.cpp.
 """
 from typing import Optional
 
@@ -51,31 +52,6 @@ def _per_class_mask_loss_backward_fake(grad, features, class_weights, classes, t
         class_weights.new_empty((class_weights.shape[0],)),
         torch.empty_like(targets, memory_format=torch.contiguous_format),
     )
-
-
-def _setup_context(ctx, inputs, output):
-    ctx.has_bias = inputs[4] is not None
-    ctx.has_agnostic = inputs[5] is not None
-    ctx.save_for_backward(*inputs)
-
-
-def _backward(ctx, grad):
-    features, class_weights, classes, targets, class_bias, agnostic_logits, valid = ctx.saved_tensors
-    grad_features, grad_weights, grad_bias, grad_agnostic = torch.ops.maskx._per_class_mask_loss_backward(
-        grad, features, class_weights, classes, targets, class_bias, agnostic_logits, valid
-    )
-    return (
-        grad_features,
-        grad_weights,
-        None,
-        None,
-        grad_bias if ctx.has_bias else None,
-        grad_agnostic if ctx.has_agnostic else None,
-        None,
-    )
-
-
-torch.library.register_autograd("maskx::per_class_mask_loss", _backward, setup_context=_setup_context)
 
 
 def per_class_mask_loss(

@@ -2,6 +2,7 @@
 
 Native kernels: csrc/ops/cpu/roi_align_kernel.cpp and csrc/ops/cuda/roi_align_kernel.cu,
 registered as torch.ops.maskx.roi_align (schema in csrc/ops/roi_align.cpp).
+Autograd: csrc/ops/autograd/roi_align_autograd.cpp.
 """
 from typing import List, Sequence, Union
 
@@ -68,26 +69,6 @@ def _roi_align_backward_fake(
     grad, rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height, width, sampling_ratio, aligned
 ):
     return grad.new_empty((batch_size, channels, height, width))
-
-
-def _setup_context(ctx, inputs, output):
-    input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned = inputs
-    ctx.save_for_backward(rois)
-    ctx.args = (spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned)
-    ctx.input_shape = input.shape
-
-
-def _backward(ctx, grad):
-    (rois,) = ctx.saved_tensors
-    spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned = ctx.args
-    n, c, h, w = ctx.input_shape
-    grad_input = torch.ops.maskx._roi_align_backward(
-        grad, rois, spatial_scale, pooled_height, pooled_width, n, c, h, w, sampling_ratio, aligned
-    )
-    return grad_input, None, None, None, None, None, None
-
-
-torch.library.register_autograd("maskx::roi_align", _backward, setup_context=_setup_context)
 
 
 def roi_align(
