@@ -59,6 +59,15 @@ def _cuda_library_headers():
     return sorted(glob.glob(os.path.join(site, "nvidia", "cu[0-9]*", "include")))
 
 
+def _nvcc_host_compiler():
+    """nvcc compiles host code with the C++ compiler of the .cpp sources, so that one
+    toolchain (and one set of C++ library headers) builds the whole extension. torch
+    passes -ccbin $CC itself; with only CXX set, nvcc would otherwise take the gcc on PATH."""
+    if os.environ.get("CC") or not os.environ.get("CXX"):
+        return []
+    return ["-ccbin", os.environ["CXX"]]
+
+
 def _extension():
     debug = _flag("MASKX_DEBUG")
     opt = ["-O0", "-g"] if debug else ["-O3"]
@@ -75,7 +84,7 @@ def _extension():
         sources += sorted(glob.glob("csrc/**/*.cu", recursive=True))
         after = [flag for path in _cuda_library_headers() for flag in ("-isystem", path)]
         kwargs["extra_compile_args"]["cxx"] += after
-        kwargs["extra_compile_args"]["nvcc"] = opt + ["--expt-relaxed-constexpr", "-lineinfo"] + after
+        kwargs["extra_compile_args"]["nvcc"] = opt + ["--expt-relaxed-constexpr", "-lineinfo"] + after + _nvcc_host_compiler()
         kwargs["define_macros"] = [("MASKX_WITH_CUDA", None)]
         return CUDAExtension(sources=sources, **kwargs)
     return CppExtension(sources=sources, **kwargs)

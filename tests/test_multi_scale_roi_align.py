@@ -55,6 +55,22 @@ def test_matches_torchvision(output_size, sampling_ratio, dtype, channels_last):
     assert len(levels.unique()) == 4, "the boxes must spread over the levels"
 
 
+def test_gradients_keep_the_input_layout():
+    image_shapes = [(128, 164), (120, 150)]
+    x = pyramid(2, 20, (128, 164), seed=12, channels_last=True)
+    for f in x.values():
+        f.requires_grad_()
+    boxes = box_lists([150, 90], image_shapes, seed=13)
+    out = mk.MultiScaleRoIAlign(NAMES, 5, 2)(x, boxes, image_shapes)
+    grad_out = torch.randn_like(out)
+    grads = torch.autograd.grad(out, list(x.values()), grad_out)
+    nchw = {k: f.contiguous() for k, f in x.items()}
+    nchw_grads = torch.autograd.grad(mk.MultiScaleRoIAlign(NAMES, 5, 2)(nchw, boxes, image_shapes), list(x.values()), grad_out)
+    for grad, nchw_grad in zip(grads, nchw_grads):
+        assert grad.is_contiguous(memory_format=torch.channels_last) and nchw_grad.is_contiguous()
+        torch.testing.assert_close(grad, nchw_grad, rtol=1e-12, atol=1e-12)
+
+
 def test_levels_match_torchvision_level_mapper():
     from torchvision.ops.poolers import LevelMapper
 
@@ -133,10 +149,11 @@ def test_opcheck():
     )
     grad = torch.randn(20, 3, 3, 3, generator=g)
     heights, widths = [f.shape[2] for f in feats], [f.shape[3] for f in feats]
-    torch.library.opcheck(
-        torch.ops.maskx._multi_scale_roi_align_backward.default,
-        (grad, rois, levels, scales, 3, 3, 2, 3, heights, widths, 2, False),
-    )
+    for channels_last in (False, True):
+        torch.library.opcheck(
+            torch.ops.maskx._multi_scale_roi_align_backward.default,
+            (grad, rois, levels, scales, 3, 3, 2, 3, heights, widths, 2, False, channels_last),
+        )
 
 
 def test_torch_compile_fullgraph_has_no_host_sync():

@@ -132,6 +132,21 @@ def test_backward_matches_reference(dtype, layout, num_rois):
     assert x_ref.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("channels,num_rois", [(18, 2), (18, 80), (32, 80)])
+def test_gradient_keeps_the_input_layout(channels, num_rois):
+    """A channels-last input gets a channels-last gradient (else autograd copies it), with
+    the values of the NCHW one; 2 RoIs take the sparse path, 80 the packed one."""
+    g = torch.Generator().manual_seed(channels + num_rois)
+    x = random_features(2, channels, 11, 13, layout="channels_last", generator=g).requires_grad_()
+    rois = random_rois(num_rois, 2, 11, 13, 0.5, generator=g)
+    grad_out = torch.randn(num_rois, channels, 4, 5, generator=g, dtype=torch.float64)
+    (grad,) = torch.autograd.grad(mk.roi_align(x, rois, (4, 5), 0.5, 2, True), x, grad_out)
+    assert grad.is_contiguous(memory_format=torch.channels_last) and not grad.is_contiguous()
+    (nchw_grad,) = torch.autograd.grad(mk.roi_align(x.contiguous(), rois, (4, 5), 0.5, 2, True), x, grad_out)
+    assert nchw_grad.is_contiguous()
+    torch.testing.assert_close(grad, nchw_grad, rtol=1e-12, atol=1e-12)
+
+
 def test_backward_is_deterministic():
     g = torch.Generator().manual_seed(5)
     x = random_features(2, 40, 30, 30, dtype=torch.float32, generator=g)
@@ -161,9 +176,10 @@ def test_opcheck(sample):
     n, c, h, w = x.shape
     grad = torch.randn(rois.shape[0], c, 3, 4, dtype=x.dtype)
     spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned = args
+    channels_last = not x.is_contiguous()
     torch.library.opcheck(
         torch.ops.maskx._roi_align_backward.default,
-        (grad, rois, spatial_scale, pooled_h, pooled_w, n, c, h, w, sampling_ratio, aligned),
+        (grad, rois, spatial_scale, pooled_h, pooled_w, n, c, h, w, sampling_ratio, aligned, channels_last),
     )
 
 

@@ -10,5 +10,5 @@ TORCH_LIBRARY_FRAGMENT(maskx, m) {
   m.def(
       "_multi_scale_roi_align_backward(Tensor grad, Tensor rois, Tensor levels, float[] spatial_scales, "
       "SymInt pooled_height, SymInt pooled_width, SymInt batch_size, SymInt channels, "
-      "SymInt[] heights, SymInt[] widths, int sampling_ratio, bool aligned) -> Tensor[]");
+      "SymInt[] heights, SymInt[] widths, int sampling_ratio, bool aligned, bool channels_last=False) -> Tensor[]");
 }

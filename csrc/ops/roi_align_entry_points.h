@@ -15,7 +15,7 @@ using PyramidForward = at::Tensor (*)(at::TensorList, const at::Tensor&, const a
                                       int64_t, int64_t, int64_t, bool);
 using PyramidBackward = std::vector<at::Tensor> (*)(const at::Tensor&, const at::Tensor&, const at::Tensor*,
                                                     at::ArrayRef<double>, int64_t, int64_t, int64_t, int64_t,
-                                                    at::ArrayRef<int64_t>, at::ArrayRef<int64_t>, int64_t, bool);
+                                                    at::ArrayRef<int64_t>, at::ArrayRef<int64_t>, int64_t, bool, bool);
 
 template <PyramidForward forward, PyramidBackward backward>
 struct EntryPoints {
@@ -27,9 +27,10 @@ struct EntryPoints {
 
   static at::Tensor roi_align_backward(const at::Tensor& grad, const at::Tensor& rois, double spatial_scale,
                                        int64_t pooled_h, int64_t pooled_w, int64_t batch, int64_t channels,
-                                       int64_t height, int64_t width, int64_t sampling_ratio, bool aligned) {
+                                       int64_t height, int64_t width, int64_t sampling_ratio, bool aligned,
+                                       bool channels_last) {
     return backward(grad, rois, nullptr, {spatial_scale}, pooled_h, pooled_w, batch, channels, {height}, {width},
-                    sampling_ratio, aligned)[0];
+                    sampling_ratio, aligned, channels_last)[0];
   }
 
   static at::Tensor multi_scale_roi_align(at::TensorList features, const at::Tensor& rois,
@@ -42,9 +43,9 @@ struct EntryPoints {
   static std::vector<at::Tensor> multi_scale_roi_align_backward(
       const at::Tensor& grad, const at::Tensor& rois, const at::Tensor& levels, at::ArrayRef<double> spatial_scales,
       int64_t pooled_h, int64_t pooled_w, int64_t batch, int64_t channels, at::IntArrayRef heights,
-      at::IntArrayRef widths, int64_t sampling_ratio, bool aligned) {
+      at::IntArrayRef widths, int64_t sampling_ratio, bool aligned, bool channels_last) {
     return backward(grad, rois, &levels, spatial_scales, pooled_h, pooled_w, batch, channels, heights, widths,
-                    sampling_ratio, aligned);
+                    sampling_ratio, aligned, channels_last);
   }
 
   static void register_kernels(torch::Library& m) {

@@ -47,9 +47,25 @@ def _multi_scale_roi_align_fake(features, rois, levels, spatial_scales, pooled_h
 
 @torch.library.register_fake("maskx::_multi_scale_roi_align_backward")
 def _multi_scale_roi_align_backward_fake(
-    grad, rois, levels, spatial_scales, pooled_height, pooled_width, batch_size, channels, heights, widths, sampling_ratio, aligned
+    grad,
+    rois,
+    levels,
+    spatial_scales,
+    pooled_height,
+    pooled_width,
+    batch_size,
+    channels,
+    heights,
+    widths,
+    sampling_ratio,
+    aligned,
+    channels_last=False,
 ):
-    return [grad.new_empty((batch_size, channels, h, w)) for h, w in zip(heights, widths)]
+    format = torch.channels_last if channels_last else torch.contiguous_format
+    return [
+        torch.empty((batch_size, channels, h, w), dtype=grad.dtype, device=grad.device, memory_format=format)
+        for h, w in zip(heights, widths)
+    ]
 
 
 def multi_scale_roi_align(

@@ -66,9 +66,21 @@ def _roi_align_fake(input, rois, spatial_scale, pooled_height, pooled_width, sam
 
 @torch.library.register_fake("maskx::_roi_align_backward")
 def _roi_align_backward_fake(
-    grad, rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height, width, sampling_ratio, aligned
+    grad,
+    rois,
+    spatial_scale,
+    pooled_height,
+    pooled_width,
+    batch_size,
+    channels,
+    height,
+    width,
+    sampling_ratio,
+    aligned,
+    channels_last=False,
 ):
-    return grad.new_empty((batch_size, channels, height, width))
+    format = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty((batch_size, channels, height, width), dtype=grad.dtype, device=grad.device, memory_format=format)
 
 
 def roi_align(

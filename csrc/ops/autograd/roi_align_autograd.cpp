@@ -28,13 +28,13 @@ at::Tensor forward_op(const at::Tensor& input, const at::Tensor& rois, double sp
 
 at::Tensor backward_op(const at::Tensor& grad, const at::Tensor& rois, double spatial_scale,
                        const c10::SymInt& pooled_height, const c10::SymInt& pooled_width, c10::SymIntArrayRef shape,
-                       int64_t sampling_ratio, bool aligned) {
+                       int64_t sampling_ratio, bool aligned, bool channels_last) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("maskx::_roi_align_backward", "")
                        .typed<at::Tensor(const at::Tensor&, const at::Tensor&, double, c10::SymInt, c10::SymInt,
-                                         c10::SymInt, c10::SymInt, c10::SymInt, c10::SymInt, int64_t, bool)>();
+                                         c10::SymInt, c10::SymInt, c10::SymInt, c10::SymInt, int64_t, bool, bool)>();
   return op.call(grad, rois, spatial_scale, pooled_height, pooled_width, shape[0], shape[1], shape[2], shape[3],
-                 sampling_ratio, aligned);
+                 sampling_ratio, aligned, channels_last);
 }
 
 at::Tensor multi_scale_forward_op(at::TensorList features, const at::Tensor& rois, const at::Tensor& levels,
@@ -52,15 +52,15 @@ std::vector<at::Tensor> multi_scale_backward_op(const at::Tensor& grad, const at
                                                 const c10::SymInt& pooled_height, const c10::SymInt& pooled_width,
                                                 const c10::SymInt& batch_size, const c10::SymInt& channels,
                                                 c10::SymIntArrayRef heights, c10::SymIntArrayRef widths,
-                                                int64_t sampling_ratio, bool aligned) {
+                                                int64_t sampling_ratio, bool aligned, bool channels_last) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("maskx::_multi_scale_roi_align_backward", "")
                        .typed<std::vector<at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                                       at::ArrayRef<double>, c10::SymInt, c10::SymInt, c10::SymInt,
                                                       c10::SymInt, c10::SymIntArrayRef, c10::SymIntArrayRef, int64_t,
-                                                      bool)>();
+                                                      bool, bool)>();
   return op.call(grad, rois, levels, spatial_scales, pooled_height, pooled_width, batch_size, channels, heights,
-                 widths, sampling_ratio, aligned);
+                 widths, sampling_ratio, aligned, channels_last);
 }
 
 std::vector<c10::SymInt> to_sym_ints(const c10::IValue& list) {
@@ -69,9 +69,11 @@ std::vector<c10::SymInt> to_sym_ints(const c10::IValue& list) {
   return out;
 }
 
-// The pooling arguments every RoIAlign backward needs again.
-void save_pooling(AutogradContext* ctx, const c10::SymInt& pooled_height, const c10::SymInt& pooled_width,
-                  int64_t sampling_ratio, bool aligned) {
+// The pooling arguments every RoIAlign backward needs again, and the input's memory
+// format: a gradient in another layout than its input's would be copied by autograd.
+void save_pooling(AutogradContext* ctx, const at::Tensor& input, const c10::SymInt& pooled_height,
+                  const c10::SymInt& pooled_width, int64_t sampling_ratio, bool aligned) {
+  ctx->saved_data["channels_last"] = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
   ctx->saved_data["pooled_height"] = pooled_height;
   ctx->saved_data["pooled_width"] = pooled_width;
   ctx->saved_data["sampling_ratio"] = sampling_ratio;
@@ -87,7 +89,7 @@ class RoIAlign : public torch::autograd::Function<RoIAlign> {
     ctx->save_for_backward({rois});
     ctx->saved_data["spatial_scale"] = spatial_scale;
     ctx->saved_data["input_shape"] = input.sym_sizes();
-    save_pooling(ctx, pooled_height, pooled_width, sampling_ratio, aligned);
+    save_pooling(ctx, input, pooled_height, pooled_width, sampling_ratio, aligned);
     return forward_op(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned);
   }
 
@@ -96,7 +98,7 @@ class RoIAlign : public torch::autograd::Function<RoIAlign> {
     at::Tensor grad_input = backward_op(
         grad_outputs[0], ctx->get_saved_variables()[0], d.at("spatial_scale").toDouble(),
         d.at("pooled_height").toSymInt(), d.at("pooled_width").toSymInt(), to_sym_ints(d.at("input_shape")),
-        d.at("sampling_ratio").toInt(), d.at("aligned").toBool());
+        d.at("sampling_ratio").toInt(), d.at("aligned").toBool(), d.at("channels_last").toBool());
     return {grad_input, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
@@ -121,7 +123,7 @@ class MultiScaleRoIAlign : public torch::autograd::Function<MultiScaleRoIAlign> 
     ctx->saved_data["channels"] = features[0].sym_size(1);
     ctx->saved_data["heights"] = c10::SymIntArrayRef(heights);
     ctx->saved_data["widths"] = c10::SymIntArrayRef(widths);
-    save_pooling(ctx, pooled_height, pooled_width, sampling_ratio, aligned);
+    save_pooling(ctx, features[0], pooled_height, pooled_width, sampling_ratio, aligned);
     return multi_scale_forward_op(features, rois, levels, spatial_scales, pooled_height, pooled_width,
                                   sampling_ratio, aligned);
   }
@@ -134,7 +136,7 @@ class MultiScaleRoIAlign : public torch::autograd::Function<MultiScaleRoIAlign> 
         grad_outputs[0], saved[0], saved[1], scales, d.at("pooled_height").toSymInt(),
         d.at("pooled_width").toSymInt(), d.at("batch_size").toSymInt(), d.at("channels").toSymInt(),
         to_sym_ints(d.at("heights")), to_sym_ints(d.at("widths")), d.at("sampling_ratio").toInt(),
-        d.at("aligned").toBool());
+        d.at("aligned").toBool(), d.at("channels_last").toBool());
     // One gradient per level, then none for rois, levels and the five other arguments.
     grads.resize(grads.size() + 7);
     return grads;

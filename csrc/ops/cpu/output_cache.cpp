@@ -172,10 +172,10 @@ class OutputCache final : public c10::Allocator {
 
 }  // namespace
 
-at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
+at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options, at::MemoryFormat memory_format) {
   TORCH_INTERNAL_ASSERT(options.device().is_cpu());
   return at::detail::empty_generic(sizes, &OutputCache::instance(), c10::DispatchKeySet(c10::DispatchKey::CPU),
-                                   c10::typeMetaToScalarType(options.dtype()), std::nullopt);
+                                   c10::typeMetaToScalarType(options.dtype()), memory_format);
 }
 
 int64_t set_output_cache_limit(int64_t bytes) { return OutputCache::instance().set_limit(bytes); }

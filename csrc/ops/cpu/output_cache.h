@@ -11,8 +11,9 @@
 namespace maskx {
 namespace cpu {
 
-// at::empty(sizes, options) for a CPU output; contiguous, contents undefined.
-at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options);
+// at::empty(sizes, options) for a CPU output, contents undefined.
+at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options,
+                        at::MemoryFormat memory_format = at::MemoryFormat::Contiguous);
 
 // Most bytes the cache keeps when outputs are freed; returns the previous limit. The
 // default is MASKX_CPU_CACHE_MB (MiB, 512 when unset); 0 turns the cache off.

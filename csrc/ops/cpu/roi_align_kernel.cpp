@@ -305,10 +305,17 @@ void pack_block(const scalar_t* image, const LevelView& lv, int64_t c0, int64_t 
   }
 }
 
-// Writes a packed block into channels [c0, c0 + num_channels) of one contiguous image.
+// Writes a packed block into channels [c0, c0 + num_channels) of one image, which is
+// channels-last (stride_c == 1) or NCHW-contiguous.
 template <typename scalar_t>
-void unpack_block(const scalar_t* packed, int64_t h, int64_t w, int64_t c0, int64_t num_channels, scalar_t* image) {
-  const int64_t pixels = h * w;
+void unpack_block(const scalar_t* packed, const LevelView& lv, int64_t c0, int64_t num_channels, scalar_t* image) {
+  const int64_t pixels = lv.height * lv.width;
+  if (lv.stride_c == 1) {
+    for (int64_t i = 0; i < pixels; ++i) {
+      std::copy(packed + i * kChannelBlock, packed + i * kChannelBlock + num_channels, image + i * lv.stride_w + c0);
+    }
+    return;
+  }
   int64_t i = 0;
   if (num_channels == kChannelBlock) {
     for (; i + kTile <= pixels; i += kTile) {
@@ -492,7 +499,7 @@ struct BackwardBody {
     const LevelView& lv = p.levels[g.level];
     const int64_t h = lv.height, w = lv.width, c0 = t.channel_begin;
     const int64_t num_channels = std::min(kChannelBlock, p.channels - c0);
-    scalar_t* image = grads[g.level].data_ptr<scalar_t>() + g.image * p.channels * h * w;
+    scalar_t* image = grads[g.level].data_ptr<scalar_t>() + g.image * lv.stride_n;
     if (g.packed) {
       s.packed.assign(h * w * kChannelBlock, scalar_t(0));
       for (int64_t k : g.rois) {
@@ -505,12 +512,16 @@ struct BackwardBody {
           }
         }
       }
-      unpack_block(s.packed.data(), h, w, c0, num_channels, image);
+      unpack_block(s.packed.data(), lv, c0, num_channels, image);
       return;
     }
-    // Few taps: scatter straight into this task's own slice of the gradient.
-    scalar_t* slice = image + c0 * h * w;
-    std::fill(slice, slice + num_channels * h * w, scalar_t(0));
+    // Few taps: scatter straight into this task's own channels of the gradient.
+    scalar_t* slice = image + c0 * lv.stride_c;
+    if (lv.stride_c == 1) {
+      for (int64_t i = 0; i < h * w; ++i) std::fill(slice + i * lv.stride_w, slice + i * lv.stride_w + num_channels, scalar_t(0));
+    } else {
+      std::fill(slice, slice + num_channels * h * w, scalar_t(0));
+    }
     for (int64_t k : g.rois) {
       const scalar_t* gk = gather_grad(k, c0, num_channels, s);
       for (int64_t ph = 0; ph < p.pooled_h; ++ph) {
@@ -521,8 +532,8 @@ struct BackwardBody {
           for (int64_t i = 0; i < taps.size(k, ph); ++i) {
             for (int64_t j = 0; j < taps.size(k, p.pooled_h + pw); ++j) {
               const scalar_t wt = rows[i].weight * cols[j].weight;
-              scalar_t* dst = slice + rows[i].index * w + cols[j].index;
-              for (int64_t c = 0; c < num_channels; ++c) dst[c * h * w] += wt * gb[c];
+              scalar_t* dst = slice + rows[i].index * lv.stride_h + cols[j].index * lv.stride_w;
+              for (int64_t c = 0; c < num_channels; ++c) dst[c * lv.stride_c] += wt * gb[c];
             }
           }
         }
@@ -531,7 +542,8 @@ struct BackwardBody {
   }
 };
 
-// grads[l] is a contiguous [N, C, H_l, W_l] tensor; every element is written.
+// grads[l] is an NCHW- or channels-last-contiguous [N, C, H_l, W_l] tensor, described
+// by p.levels[l]; every element is written.
 template <typename scalar_t>
 void backward_impl(const at::Tensor& grad, const at::Tensor& rois, const int64_t* level_of, const Problem& p,
                    std::vector<at::Tensor>& grads) {
@@ -562,10 +574,6 @@ Problem make_problem(int64_t batch, int64_t channels, int64_t pooled_h, int64_t 
 
 LevelView level_view(const at::Tensor& f, double scale) {
   return {f.size(2), f.size(3), f.stride(0), f.stride(1), f.stride(2), f.stride(3), scale};
-}
-
-LevelView level_view(int64_t channels, int64_t height, int64_t width, double scale) {
-  return {height, width, channels * height * width, height * width, width, 1, scale};
 }
 
 // Validates the RoI values (and levels) and returns the levels' data, or nullptr.
@@ -607,21 +615,22 @@ std::vector<at::Tensor> pyramid_backward(const at::Tensor& grad_in, const at::Te
                                          const at::Tensor* levels_in, at::ArrayRef<double> spatial_scales,
                                          int64_t pooled_h, int64_t pooled_w, int64_t batch, int64_t channels,
                                          at::ArrayRef<int64_t> heights, at::ArrayRef<int64_t> widths,
-                                         int64_t sampling_ratio, bool aligned) {
+                                         int64_t sampling_ratio, bool aligned, bool channels_last) {
   check_backward_args(grad_in, rois_in, spatial_scales, pooled_h, pooled_w, channels, heights, widths);
   if (grad_in.scalar_type() == at::kHalf || grad_in.scalar_type() == at::kBFloat16) {
     // Accumulate reduced-precision gradients in float32, then round once.
     std::vector<at::Tensor> grads =
         pyramid_backward(grad_in.to(at::kFloat), rois_in.to(at::kFloat), levels_in, spatial_scales, pooled_h,
-                         pooled_w, batch, channels, heights, widths, sampling_ratio, aligned);
+                         pooled_w, batch, channels, heights, widths, sampling_ratio, aligned, channels_last);
     for (at::Tensor& g : grads) g = g.to(grad_in.scalar_type());
     return grads;
   }
   Problem p = make_problem(batch, channels, pooled_h, pooled_w, sampling_ratio, aligned);
   std::vector<at::Tensor> grads;
+  const at::MemoryFormat format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   for (size_t l = 0; l < heights.size(); ++l) {
-    p.levels.push_back(level_view(channels, heights[l], widths[l], spatial_scales[l]));
-    grads.push_back(cpu::empty_output({batch, channels, heights[l], widths[l]}, grad_in.options()));
+    grads.push_back(cpu::empty_output({batch, channels, heights[l], widths[l]}, grad_in.options(), format));
+    p.levels.push_back(level_view(grads.back(), spatial_scales[l]));
   }
   const at::Tensor rois = rois_in.contiguous();
   at::Tensor levels;

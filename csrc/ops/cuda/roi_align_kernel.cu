@@ -465,7 +465,7 @@ std::vector<at::Tensor> pyramid_backward(const at::Tensor& grad_in, const at::Te
                                          const at::Tensor* levels_in, at::ArrayRef<double> spatial_scales,
                                          int64_t pooled_h, int64_t pooled_w, int64_t batch, int64_t channels,
                                          at::ArrayRef<int64_t> heights, at::ArrayRef<int64_t> widths,
-                                         int64_t sampling_ratio, bool aligned) {
+                                         int64_t sampling_ratio, bool aligned, bool channels_last) {
   check_backward_args(grad_in, rois_in, spatial_scales, pooled_h, pooled_w, channels, heights, widths);
   if (levels_in != nullptr) {
     check_levels(*levels_in, rois_in, heights.size());
@@ -498,6 +498,10 @@ std::vector<at::Tensor> pyramid_backward(const at::Tensor& grad_in, const at::Te
     }
     for (at::Tensor& g : grads) g = g.to(grad.scalar_type());
   });
+  if (channels_last) {
+    // The kernels write NCHW; on the GPU one layout copy costs little.
+    for (at::Tensor& g : grads) g = g.contiguous(at::MemoryFormat::ChannelsLast);
+  }
   return grads;
 }
 
