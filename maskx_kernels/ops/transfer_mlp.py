@@ -58,6 +58,8 @@ def _transfer_mlp_backward_fake(grad, x, hidden, weights, negative_slope):
 def _transfer_mlp_cuda(x, weights, biases, negative_slope):
     from maskx_kernels.triton.transfer_mlp import fits_on_chip, transfer_mlp_triton
 
+    check_transfer_mlp_args(x, weights, biases, negative_slope)
+
     # float64 goes to the matrix products: Triton's float64 dot was measured 1e-8 off exact
     # float64 on an H200, and its tiles overflow shared memory.
     if x.dtype != torch.float64 and fits_on_chip(weights):
@@ -105,6 +107,5 @@ def transfer_mlp(x: Tensor, weights: List[Tensor], biases: List[Tensor], negativ
         Tensor[C, D_out]: one mask weight row per class. Differentiable with respect to
         the weights, the biases and ``x`` when it requires grad.
     """
-    weights, biases = list(weights), list(biases)
-    check_transfer_mlp_args(x, weights, biases, negative_slope)
-    return torch.ops.maskx.transfer_mlp(x, weights, biases, float(negative_slope))[0]
+    # Every kernel checks its arguments (the CPU one in C++, the CUDA and fake ones above).
+    return torch.ops.maskx.transfer_mlp(x, list(weights), list(biases), float(negative_slope))[0]

@@ -25,7 +25,8 @@ void check_args(const at::Tensor& x, at::TensorList weights, at::TensorList bias
   TORCH_CHECK_VALUE(slope >= 0, op, ": negative_slope must be non-negative, got ", slope);
   TORCH_CHECK_VALUE(x.dim() == 2, op, ": x must be a 2-d [C, D] tensor, got shape ", x.sizes());
   TORCH_CHECK_VALUE(at::isFloatingType(x.scalar_type()), op,
-                    ": x must be float64, float32, float16 or bfloat16, got ", x.scalar_type());
+                    ": x must be a floating-point tensor (float64, float32, float16 or bfloat16), got ",
+                    x.scalar_type());
   TORCH_CHECK_VALUE(!weights.empty() && weights.size() <= 3, op, ": expects 1 to 3 layers, got ", weights.size(),
                     " weights");
   TORCH_CHECK_VALUE(biases.size() == weights.size(), op, ": got ", weights.size(), " weights but ", biases.size(),
