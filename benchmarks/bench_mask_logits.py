@@ -8,6 +8,8 @@ float32 output alone is 4.8 GB (about 9 s per forward on a 2-core machine).
 
 Run: python -m pytest benchmarks/bench_mask_logits.py --benchmark-only --benchmark-columns=median
 """
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -32,9 +34,16 @@ def gather_bmm_path(features, class_weights, classes, class_bias):
 IMPLS = {"maskx": mk.per_class_mask_logits, "torchvision": torchvision_path, "gather_bmm": gather_bmm_path}
 
 
+@functools.lru_cache(maxsize=None)
+def _features(rois):
+    """One feature tensor per RoI count, read by every implementation: the reads are
+    bound by memory bandwidth, which differs between fresh allocations (page placement)."""
+    return torch.randn(rois, K, H, W, generator=torch.Generator().manual_seed(0))
+
+
 def make_inputs(rois, classes, requires_grad):
-    g = torch.Generator().manual_seed(0)
-    features = torch.randn(rois, K, H, W, generator=g).requires_grad_(requires_grad)
+    g = torch.Generator().manual_seed(1)
+    features = _features(rois).detach().requires_grad_(requires_grad)
     class_weights = (torch.randn(classes, K, generator=g) / 16).requires_grad_(requires_grad)
     class_bias = torch.randn(classes, generator=g).requires_grad_(requires_grad)
     labels = torch.randint(0, classes, (rois,), generator=g)
