@@ -12,6 +12,7 @@ Environment:
 import glob
 import os
 import platform
+import sys
 
 import torch
 from setuptools import find_packages, setup
@@ -68,19 +69,40 @@ def _nvcc_host_compiler():
     return ["-ccbin", os.environ["CXX"]]
 
 
+def _torch_libstdcxx():
+    """Links the C++ standard library that torch runs with (the libstdc++ this process has
+    loaded), ahead of the compiler driver's own -lstdc++. A toolchain whose library path
+    holds only a static libstdc++.a would otherwise copy parts of the library into the
+    extension; that private copy's number formatting looks up the locale that torch's
+    shared copy set up, with facet ids of its own, and the first error message that
+    prints a number crashes. Named first, the shared library resolves every reference and
+    the static archive contributes nothing."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libstdc++.so" in line}
+    except OSError:
+        return []
+    return sorted(paths)[:1]
+
+
 def _extension():
     debug = _flag("MASKX_DEBUG")
     opt = ["-O0", "-g"] if debug else ["-O3"]
-    sources = sorted(glob.glob("csrc/**/*.cpp", recursive=True))
+    # csrc/ops/cuda/ holds the CUDA kernels: .cu files and .cpp files that call CUDA
+    # libraries through ATen. They are built only into a CUDA extension.
+    cpp = sorted(glob.glob("csrc/**/*.cpp", recursive=True))
+    cuda_dir = os.path.join("csrc", "ops", "cuda") + os.sep
+    sources = [path for path in cpp if not path.startswith(cuda_dir)]
     cxx = opt + ["-fopenmp", "-Wno-unknown-pragmas"] + _cpu_capability_flags()
     kwargs = dict(
         name="maskx_kernels._C",
         include_dirs=[os.path.join(ROOT, "csrc")],
         extra_compile_args={"cxx": cxx},
-        extra_link_args=["-fopenmp"],
+        extra_link_args=["-fopenmp"] + _torch_libstdcxx(),
         py_limited_api=True,
     )
     if _use_cuda():
+        sources += [path for path in cpp if path.startswith(cuda_dir)]
         sources += sorted(glob.glob("csrc/**/*.cu", recursive=True))
         after = [flag for path in _cuda_library_headers() for flag in ("-isystem", path)]
         kwargs["extra_compile_args"]["cxx"] += after

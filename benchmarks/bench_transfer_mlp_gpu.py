@@ -1,7 +1,8 @@
 """Weight transfer function T on a GPU (cls+box embeddings, 2 layers, hidden 256,
-LeakyReLU 0.1; C = 81 and 3002): maskx.transfer_mlp (one Triton launch) vs the eager
-chain of F.linear / F.leaky_relu, forward and forward+backward; the cases of
-bench_transfer_mlp.py, on the device. Skipped without a CUDA device."""
+LeakyReLU 0.1; C = 81 and 3002): maskx.transfer_mlp (cuBLAS products, one dispatch) vs
+the eager chain of F.linear / F.leaky_relu, forward and forward+backward, and the
+single-launch Triton kernel (forward only: it has no autograd of its own); the cases
+of bench_transfer_mlp.py, on the device. Skipped without a CUDA device."""
 import pytest
 import torch
 
@@ -12,16 +13,25 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 ROUNDS = 50
 
 
+def triton_transfer_mlp(x, weights, biases, negative_slope):
+    from maskx_kernels.triton.transfer_mlp import transfer_mlp_triton
+
+    return transfer_mlp_triton(x, weights, biases, negative_slope)
+
+
+FORWARD_IMPLS = {**IMPLS, "maskx-triton": triton_transfer_mlp}
+
+
 def _on_device(classes):
     x, weights, biases = make_inputs(classes)
     return x.cuda(), [w.detach().cuda().requires_grad_() for w in weights], [b.detach().cuda().requires_grad_() for b in biases]
 
 
-@pytest.mark.parametrize("impl", list(IMPLS))
+@pytest.mark.parametrize("impl", list(FORWARD_IMPLS))
 @pytest.mark.parametrize("classes", [81, 3002])
 def test_forward(benchmark, impl, classes):
     x, weights, biases = _on_device(classes)
-    fn = IMPLS[impl]
+    fn = FORWARD_IMPLS[impl]
 
     def forward():
         with torch.no_grad():

@@ -1,7 +1,7 @@
 // Schema of maskx::transfer_mlp, Mask^X R-CNN's weight transfer function T: a 1- to
 // 3-layer MLP applied to every class row, LeakyReLU(negative_slope >= 0) after every
-// layer but the last. Kernels: ops/cpu/transfer_mlp_kernel.cpp (CUDA: the Triton kernel in
-// maskx_kernels/triton/transfer_mlp.py, registered from Python).
+// layer but the last. Kernels: ops/cpu/transfer_mlp_kernel.cpp and
+// ops/cuda/transfer_mlp_kernel.cpp, over the layer loop of ops/transfer_mlp_layers.cpp.
 #include <torch/library.h>
 
 TORCH_LIBRARY_FRAGMENT(maskx, m) {

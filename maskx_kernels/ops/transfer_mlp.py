@@ -2,17 +2,15 @@
 
 T maps each class's detection weights to its mask weights with a small MLP shared by
 all classes. Native kernel on the CPU: csrc/ops/cpu/transfer_mlp_kernel.cpp, registered
-as torch.ops.maskx.transfer_mlp (schema in csrc/ops/transfer_mlp.cpp). On CUDA the
-forward is the single-launch Triton kernel of maskx_kernels/triton/transfer_mlp.py
-(the hidden layers are computed on chip and stored once for the backward pass), except
-for float64 and for hidden layers wider than the kernel holds, which use one matrix
-product per layer; the backward is matrix products. Autograd is in C++
-(csrc/ops/autograd/transfer_mlp_autograd.cpp).
+as torch.ops.maskx.transfer_mlp (schema in csrc/ops/transfer_mlp.cpp); on CUDA:
+csrc/ops/cuda/transfer_mlp_kernel.cpp (cuBLAS products). Both run the layer loop of
+csrc/ops/transfer_mlp_layers.cpp. Autograd is in C++
+(csrc/ops/autograd/transfer_mlp_autograd.cpp). The single-launch Triton version is
+maskx_kernels.triton.transfer_mlp.transfer_mlp_triton.
 """
 from typing import List, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from maskx_kernels._validation import check, check_float
@@ -55,42 +53,6 @@ def _transfer_mlp_backward_fake(grad, x, hidden, weights, negative_slope):
     )
 
 
-def _transfer_mlp_cuda(x, weights, biases, negative_slope):
-    from maskx_kernels.triton.transfer_mlp import fits_on_chip, transfer_mlp_triton
-
-    check_transfer_mlp_args(x, weights, biases, negative_slope)
-
-    # float64 goes to the matrix products: Triton's float64 dot was measured 1e-8 off exact
-    # float64 on an H200, and its tiles overflow shared memory.
-    if x.dtype != torch.float64 and fits_on_chip(weights):
-        return transfer_mlp_triton(x, weights, biases, negative_slope, return_hidden=True)
-    # Hidden layers too wide for one program's registers: one matrix product per layer.
-    hidden, h = [], x
-    for i, (w, b) in enumerate(zip(weights, biases)):
-        h = F.linear(h, w, b)
-        if i + 1 < len(weights):
-            h = F.leaky_relu(h, negative_slope)
-            hidden.append(h)
-    return h, hidden
-
-
-def _transfer_mlp_backward_cuda(grad, x, hidden, weights, negative_slope):
-    inputs = [x, *hidden]
-    grad_weights, grad_biases = [None] * len(weights), [None] * len(weights)
-    g = grad
-    for i in reversed(range(len(weights))):
-        grad_weights[i] = g.t() @ inputs[i]
-        grad_biases[i] = g.sum(0)
-        if i > 0:
-            g = g @ weights[i]
-            g = torch.where(inputs[i] > 0, g, g * negative_slope)
-    return grad_weights, grad_biases, g.clone() if len(weights) == 1 else g
-
-
-torch.library.register_kernel("maskx::transfer_mlp", "cuda", _transfer_mlp_cuda)
-torch.library.register_kernel("maskx::_transfer_mlp_backward", "cuda", _transfer_mlp_backward_cuda)
-
-
 def transfer_mlp(x: Tensor, weights: List[Tensor], biases: List[Tensor], negative_slope: float = 0.1) -> Tensor:
     """Applies T, a 1- to 3-layer MLP, to every row of ``x`` in one call.
 
@@ -107,5 +69,5 @@ def transfer_mlp(x: Tensor, weights: List[Tensor], biases: List[Tensor], negativ
         Tensor[C, D_out]: one mask weight row per class. Differentiable with respect to
         the weights, the biases and ``x`` when it requires grad.
     """
-    # Every kernel checks its arguments (the CPU one in C++, the CUDA and fake ones above).
+    # Every kernel checks its arguments (the CPU and CUDA ones in C++, the fake one above).
     return torch.ops.maskx.transfer_mlp(x, list(weights), list(biases), float(negative_slope))[0]

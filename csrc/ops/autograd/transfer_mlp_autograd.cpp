@@ -1,8 +1,8 @@
 // Autograd of maskx::transfer_mlp, in C++ so that T's forward and backward cost no
 // Python: at COCO's 81 classes the matrix products take a few milliseconds, and a Python
 // autograd wrapper (argument flattening, context, backward closure) added a tenth of that.
-// Both directions call the ops below autograd, so every backend's kernel (the CPU
-// kernel, the CUDA one registered from Python, the fake kernels) serves.
+// Both directions call the ops below autograd, so every backend's kernel (CPU,
+// CUDA, the fake kernels) serves.
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>

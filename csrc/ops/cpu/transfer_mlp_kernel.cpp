@@ -1,10 +1,9 @@
 // CPU kernels of maskx::transfer_mlp (Mask^X R-CNN's weight transfer function) and its
-// backward. Each layer is one matrix product whose output starts from the bias (addmm,
-// beta = 1: the bias costs no pass of its own), followed on hidden layers by a single
-// vectorised LeakyReLU pass, parallel over class rows. The forward pass returns the hidden activations for the
-// backward pass, which fuses the LeakyReLU's derivative (read from their sign: the
-// slope is non-negative) into the pass after each matrix product. Every reduction has
-// a fixed order: results are deterministic.
+// backward: the layer loop of ops/transfer_mlp_layers.cpp with one matrix product per
+// layer that starts from the bias (addmm: the bias costs no pass of its own), a single
+// vectorised LeakyReLU pass per hidden layer and, in the backward, the LeakyReLU's
+// derivative fused into one pass after each product; both parallel over class rows.
+// Every reduction has a fixed order: results are deterministic.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -14,37 +13,14 @@
 #include <type_traits>
 #include <vector>
 
+#include "ops/transfer_mlp_layers.h"
+
 namespace maskx {
 namespace transfer_mlp {
 namespace {
 
 template <typename T>
 using Vec = at::vec::Vectorized<T>;
-
-void check_args(const at::Tensor& x, at::TensorList weights, at::TensorList biases, double slope, const char* op) {
-  TORCH_CHECK_VALUE(slope >= 0, op, ": negative_slope must be non-negative, got ", slope);
-  TORCH_CHECK_VALUE(x.dim() == 2, op, ": x must be a 2-d [C, D] tensor, got shape ", x.sizes());
-  TORCH_CHECK_VALUE(at::isFloatingType(x.scalar_type()), op,
-                    ": x must be a floating-point tensor (float64, float32, float16 or bfloat16), got ",
-                    x.scalar_type());
-  TORCH_CHECK_VALUE(!weights.empty() && weights.size() <= 3, op, ": expects 1 to 3 layers, got ", weights.size(),
-                    " weights");
-  TORCH_CHECK_VALUE(biases.size() == weights.size(), op, ": got ", weights.size(), " weights but ", biases.size(),
-                    " biases");
-  int64_t width = x.size(1);
-  for (size_t i = 0; i < weights.size(); ++i) {
-    TORCH_CHECK_VALUE(weights[i].dim() == 2 && weights[i].size(1) == width, op, ": weights[", i,
-                      "] must be a [D_out, ", width, "] tensor to chain, got shape ", weights[i].sizes());
-    width = weights[i].size(0);
-    TORCH_CHECK_VALUE(biases[i].dim() == 1 && biases[i].size(0) == width, op, ": biases[", i, "] must be a [", width,
-                      "] tensor, got shape ", biases[i].sizes());
-    for (const at::Tensor* t : {&weights[i], &biases[i]}) {
-      TORCH_CHECK_VALUE(t->scalar_type() == x.scalar_type() && t->device() == x.device(), op,
-                        ": every weight and bias must share x's dtype and device (", x.scalar_type(), ", ",
-                        x.device(), "), layer ", i, " has ", t->scalar_type(), " on ", t->device());
-    }
-  }
-}
 
 // Rows per task of a pass over a [rows, cols] matrix: at least 64K elements, so that the
 // small outputs of COCO-sized problems run inline instead of waking the thread pool.
@@ -102,61 +78,29 @@ void activation_grad(at::Tensor& grad, const at::Tensor& activation, double slop
   });
 }
 
-// Runs the layers: returns the output and the hidden layers' activations.
 std::tuple<at::Tensor, std::vector<at::Tensor>> transfer_mlp_forward_kernel(const at::Tensor& x,
                                                                              at::TensorList weights,
                                                                              at::TensorList biases,
                                                                              double negative_slope) {
-  check_args(x, weights, biases, negative_slope, "transfer_mlp");
-  std::vector<at::Tensor> hidden;
-  at::Tensor h = x.contiguous();
-  const size_t num_layers = weights.size();
-  for (size_t i = 0; i < num_layers; ++i) {
-    // The bias is the product's initial value (beta = 1), written by the GEMM itself.
-    at::Tensor out = at::addmm(biases[i], h, weights[i].t());
-    if (i + 1 < num_layers) {
-      AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "transfer_mlp_leaky_relu",
-                                      [&] { leaky_relu_<scalar_t>(out, negative_slope); });
-      hidden.push_back(out);
-    }
-    h = out;
-  }
-  return {h, hidden};
+  return run_layers(
+      x, weights, biases, negative_slope,
+      // The bias is the product's initial value (beta = 1), written by the GEMM itself.
+      [](const at::Tensor& h, const at::Tensor& w, const at::Tensor& b) { return at::addmm(b, h, w.t()); },
+      [](at::Tensor& out, double slope) {
+        AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "transfer_mlp_leaky_relu",
+                                        [&] { leaky_relu_<scalar_t>(out, slope); });
+      });
 }
 
 std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>, at::Tensor> transfer_mlp_backward_kernel(
     const at::Tensor& grad, const at::Tensor& x, at::TensorList hidden, at::TensorList weights,
     double negative_slope) {
-  const char* op = "transfer_mlp_backward";
-  TORCH_CHECK_VALUE(!weights.empty() && weights.size() <= 3 && hidden.size() + 1 == weights.size(), op,
-                    ": expects 1 to 3 weights and one hidden activation fewer, got ", weights.size(), " and ",
-                    hidden.size());
-  const int64_t out_width = weights.back().size(0);
-  TORCH_CHECK_VALUE(grad.dim() == 2 && grad.size(0) == x.size(0) && grad.size(1) == out_width, op,
-                    ": grad must be a [", x.size(0), ", ", out_width, "] tensor, got shape ", grad.sizes());
-  TORCH_CHECK_VALUE(grad.scalar_type() == x.scalar_type() && grad.device() == x.device(), op,
-                    ": grad must share x's dtype and device");
-  for (size_t i = 0; i < hidden.size(); ++i) {
-    TORCH_CHECK_VALUE(hidden[i].dim() == 2 && hidden[i].size(0) == x.size(0) && hidden[i].size(1) == weights[i].size(0),
-                      op, ": hidden[", i, "] must be a [", x.size(0), ", ", weights[i].size(0), "] tensor, got shape ",
-                      hidden[i].sizes());
-  }
-  const size_t num_layers = weights.size();
-  std::vector<at::Tensor> inputs{x.contiguous()};
-  for (const at::Tensor& h : hidden) inputs.push_back(h.contiguous());
-  std::vector<at::Tensor> grad_weights(num_layers), grad_biases(num_layers);
-  at::Tensor g = grad.contiguous();
-  for (size_t i = num_layers; i-- > 0;) {
-    grad_weights[i] = at::mm(g.t(), inputs[i]);
-    grad_biases[i] = g.sum(0);
-    if (i == 0) break;
-    at::Tensor next = at::mm(g, weights[i]);
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, next.scalar_type(), "transfer_mlp_activation_grad",
-                                    [&] { activation_grad<scalar_t>(next, inputs[i], negative_slope); });
-    g = next;
-  }
-  // With one layer g is still `grad` (or a view of it): outputs must not alias inputs.
-  return {grad_weights, grad_biases, num_layers == 1 ? g.clone() : g};
+  return run_layers_backward(grad, x, hidden, weights, negative_slope,
+                             [](at::Tensor& g, const at::Tensor& activation, double slope) {
+                               AT_DISPATCH_FLOATING_TYPES_AND2(
+                                   at::kHalf, at::kBFloat16, g.scalar_type(), "transfer_mlp_activation_grad",
+                                   [&] { activation_grad<scalar_t>(g, activation, slope); });
+                             });
 }
 
 }  // namespace

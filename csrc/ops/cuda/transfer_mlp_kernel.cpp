@@ -1,0 +1,53 @@
+// CUDA kernels of maskx::transfer_mlp and its backward: the layer loop of
+// ops/transfer_mlp_layers.cpp on cuBLAS products (through ATen's mm) with ATen's in-place
+// bias, LeakyReLU and LeakyReLU-derivative passes. T is bound by its matrix products,
+// which cuBLAS runs best; what this kernel adds over the eager chain of linear/leaky_relu
+// is the faster product without cuBLASLt's bias epilogue, one dispatch from Python instead
+// of three, no separate activation tensor, and a backward in C++. (maskx_kernels/triton/transfer_mlp.py holds the single-launch Triton
+// version; benchmarks/RESULTS.md compares the two.)
+#include <ATen/ATen.h>
+#include <c10/core/DeviceGuard.h>
+#include <torch/library.h>
+
+#include <tuple>
+#include <vector>
+
+#include "ops/transfer_mlp_layers.h"
+
+namespace maskx {
+namespace transfer_mlp {
+namespace {
+
+std::tuple<at::Tensor, std::vector<at::Tensor>> transfer_mlp_forward_cuda(const at::Tensor& x, at::TensorList weights,
+                                                                          at::TensorList biases,
+                                                                          double negative_slope) {
+  const c10::DeviceGuard guard(x.device());
+  return run_layers(
+      x, weights, biases, negative_slope,
+      // A plain product, then the bias in place: cuBLASLt's bias epilogue (addmm, what
+      // F.linear runs) took 290 us for T's first layer at 3002 classes on an H100, the
+      // product alone 182 us (benchmarks/RESULTS.md).
+      [](const at::Tensor& h, const at::Tensor& w, const at::Tensor& b) { return at::mm(h, w.t()).add_(b); },
+      [](at::Tensor& out, double slope) { at::leaky_relu_(out, slope); });
+}
+
+std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>, at::Tensor> transfer_mlp_backward_cuda(
+    const at::Tensor& grad, const at::Tensor& x, at::TensorList hidden, at::TensorList weights,
+    double negative_slope) {
+  const c10::DeviceGuard guard(x.device());
+  return run_layers_backward(grad, x, hidden, weights, negative_slope,
+                             [](at::Tensor& g, const at::Tensor& activation, double slope) {
+                               // self_is_result: the derivative is read from the activation's sign.
+                               at::leaky_relu_backward_outf(g, activation, slope, /*self_is_result=*/true, g);
+                             });
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(maskx, CUDA, m) {
+  m.impl("transfer_mlp", &transfer_mlp_forward_cuda);
+  m.impl("_transfer_mlp_backward", &transfer_mlp_backward_cuda);
+}
+
+}  // namespace transfer_mlp
+}  // namespace maskx
