@@ -1,10 +1,10 @@
 // CUDA kernels of maskx::transfer_mlp and its backward: the layer loop of
 // ops/transfer_mlp_layers.cpp on cuBLAS products (through ATen's mm) with ATen's in-place
 // bias, LeakyReLU and LeakyReLU-derivative passes. T is bound by its matrix products,
-// which cuBLAS runs best; what this kernel adds over the eager chain of linear/leaky_relu
-// is the faster product without cuBLASLt's bias epilogue, one dispatch from Python instead
-// of three, no separate activation tensor, and a backward in C++. (maskx_kernels/triton/transfer_mlp.py holds the single-launch Triton
-// version; benchmarks/RESULTS.md compares the two.)
+// which cuBLAS runs best. Over the eager chain of linear/leaky_relu this kernel adds the
+// faster product without cuBLASLt's bias epilogue, one dispatch from Python instead of
+// three, no separate activation tensor, and a backward in C++. The single-launch Triton
+// version is maskx_kernels/triton/transfer_mlp.py; benchmarks/RESULTS.md compares the two.
 #include <ATen/ATen.h>
 #include <c10/core/DeviceGuard.h>
 #include <torch/library.h>
