@@ -166,6 +166,24 @@ def test_torch_compile_fullgraph_has_no_host_sync():
     torch.testing.assert_close(compiled(feats, boxes, image_shapes), pooler(feats, boxes, image_shapes))
 
 
+def test_torch_compile_dynamic_shapes():
+    # With dynamic=True the level scales come from symbolic sizes: they must still reach
+    # the op as plain floats (one graph per pyramid geometry), forward and backward.
+    pooler = mk.MultiScaleRoIAlign(NAMES, 3, 2)
+    compiled = torch.compile(pooler, fullgraph=True, dynamic=True, backend="aot_eager")
+    for batch, image_size, seed in ((2, (64, 80), 17), (3, (96, 72), 18)):
+        image_shapes = [image_size] * batch
+        feats = {k: v.float().requires_grad_() for k, v in pyramid(batch, 4, image_size, seed=seed).items()}
+        boxes = [b.float() for b in box_lists([6] * batch, image_shapes, seed=seed + 1)]
+        expected = pooler(feats, boxes, image_shapes)
+        expected_grads = torch.autograd.grad(expected.sum(), list(feats.values()))
+        out = compiled(feats, boxes, image_shapes)
+        grads = torch.autograd.grad(out.sum(), list(feats.values()))
+        torch.testing.assert_close(out, expected)
+        for g, e in zip(grads, expected_grads):
+            torch.testing.assert_close(g, e)
+
+
 class TestBadInput:
     feats = pyramid(2, 3, (32, 32), seed=15)
     boxes = box_lists([3, 2], [(32, 32), (32, 32)], seed=16)
@@ -200,3 +218,6 @@ class TestBadInput:
             mk.multi_scale_roi_align(feats, rois, torch.tensor([0]), scales[:3], 2)
         with pytest.raises(ValueError, match="batch index"):
             mk.multi_scale_roi_align(feats, rois + torch.tensor([2.0, 0, 0, 0, 0]), torch.tensor([0]), scales, 2)
+        for bad in (0.0, -0.25, float("nan"), float("inf")):
+            with pytest.raises(ValueError, match="positive and finite"):
+                mk.multi_scale_roi_align(feats, rois, torch.tensor([0]), [bad] + scales[1:], 2)

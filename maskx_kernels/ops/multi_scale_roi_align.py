@@ -36,7 +36,7 @@ def check_multi_scale_args(
     check(levels.dtype == torch.int64, f"{op}: levels must be int64, got {levels.dtype}")
     check_same_device(op, features=first, rois=rois, levels=levels)
     check(pooled_h > 0 and pooled_w > 0, f"{op}: output size must be positive, got ({pooled_h}, {pooled_w})")
-    check(all(s > 0 and math.isfinite(s) for s in spatial_scales), f"{op}: spatial scales must be positive")
+    check(all(0 < s < math.inf for s in spatial_scales), f"{op}: spatial scales must be positive and finite")
 
 
 @torch.library.register_fake("maskx::multi_scale_roi_align")
