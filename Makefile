@@ -26,6 +26,7 @@ DEMO_CASES := (roi_align_forward and 7-2-nchw) or (multi_scale_roi_align and 7-)
 
 demo: build
 	$(PY) -m benchmarks -k "$(DEMO_CASES)"
+	$(PY) -m benchmarks.paired
 
 test: build
 	TRITON_INTERPRET=$(TRITON_MODE) $(PY) -m pytest tests -q -ra

@@ -7,7 +7,16 @@ from mask_logits_cases import BAD_SHARED_ARGS, TOL, good_args, make, reference_i
 import maskx_kernels as mk
 from maskx_kernels.reference import mask_logits as ref
 
-SHAPES = [(1, 1, 1, 1, 1), (3, 5, 7, 9, 4), (6, 17, 13, 11, 81), (4, 32, 28, 28, 3), (9, 3, 2, 5, 2)]
+# Channel counts below, at and above the CPU kernel's 8-row sweep, with and without a tail.
+SHAPES = [
+    (1, 1, 1, 1, 1),
+    (3, 5, 7, 9, 4),
+    (2, 8, 5, 3, 6),
+    (6, 17, 13, 11, 81),
+    (5, 23, 6, 7, 4),
+    (4, 32, 28, 28, 3),
+    (9, 3, 2, 5, 2),
+]
 
 
 @pytest.mark.parametrize("shape", SHAPES)

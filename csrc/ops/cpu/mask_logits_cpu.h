@@ -10,6 +10,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 
+#include <array>
 #include <type_traits>
 #include <vector>
 
@@ -21,8 +22,12 @@ namespace mask_logits {
 template <typename T>
 using Vec = at::vec::Vectorized<T>;
 
-// How far ahead roi_logits prefetches feature rows (4, 8 and 16 measured; 8 and 16 alike).
-constexpr int64_t kPrefetchRows = 8;
+// Feature rows roi_logits folds into the accumulator per sweep over it; each sweep
+// prefetches the next sweep's rows (the hardware prefetcher stops at every 4 KiB page,
+// which the 3 KiB rows of a 28x28 RoI cross often). Measured on a 2-core AVX2 machine,
+// median forward speed-up over gather+bmm in six alternating runs: 4 rows 1.13x/1.14x
+// (100/512 RoIs), 8 rows 1.21x/1.26x, 8 rows prefetching two sweeps ahead 1.15x/1.21x.
+constexpr int64_t kRowsPerSweep = 8;
 
 // Raises IndexError on a class index outside [0, num_classes).
 inline void check_class_values(const at::Tensor& classes, int64_t num_classes, const char* op) {
@@ -58,15 +63,39 @@ inline void store_row(const acc_t* src, int64_t n, scalar_t* dst) {
 // Per-thread buffers of one RoI's work.
 template <typename acc_t>
 struct RoIScratch {
-  std::vector<acc_t> logits, grad, row0, row1, row2, row3, agnostic;
+  std::vector<acc_t> logits, grad, agnostic;
+  std::array<std::vector<acc_t>, kRowsPerSweep> rows;
 };
+
+// out[p] += sum_{i < kRows} w[i] * f[i, p]: kRows sequential read streams, one load and
+// one store of the accumulator per kRows multiply-adds. `ahead`, when not null, is the
+// first of kRows rows to prefetch alongside.
+template <int64_t kRows, typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
+inline void accumulate_rows(const scalar_t* f, const scalar_t* w, int64_t pixels, acc_t* out,
+                            RoIScratch<acc_t>& s, const scalar_t* ahead) {
+  constexpr int64_t kStep = Vec<acc_t>::size();
+  const acc_t* rows[kRows];
+  Vec<acc_t> weights[kRows];
+  for (int64_t i = 0; i < kRows; ++i) {
+    rows[i] = acc_row(f + i * pixels, pixels, s.rows[i]);
+    weights[i] = Vec<acc_t>(static_cast<acc_t>(w[i]));
+  }
+  for (int64_t p = 0; p < pixels; p += kStep) {
+    const int64_t n = std::min(kStep, pixels - p);
+    if (ahead != nullptr) {
+      for (int64_t i = 0; i < kRows; ++i) __builtin_prefetch(ahead + i * pixels + p);
+    }
+    Vec<acc_t> a = Vec<acc_t>::loadu(out + p, n);
+    for (int64_t i = 0; i < kRows; ++i) a = at::vec::fmadd(weights[i], Vec<acc_t>::loadu(rows[i] + p, n), a);
+    a.store(out + p, n);
+  }
+}
 
 // logits[p] = bias + agnostic[p] + sum_k w[k] * f[k, p] for one RoI, in acc_t.
 // `agnostic` may be null.
 template <typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
 void roi_logits(const scalar_t* f, const scalar_t* w, int64_t num_channels, int64_t pixels, acc_t bias,
                 const scalar_t* agnostic, RoIScratch<acc_t>& s) {
-  constexpr int64_t kStep = Vec<acc_t>::size();
   s.logits.resize(pixels);
   acc_t* out = s.logits.data();
   if (agnostic != nullptr) {
@@ -75,40 +104,14 @@ void roi_logits(const scalar_t* f, const scalar_t* w, int64_t num_channels, int6
   } else {
     std::fill(out, out + pixels, bias);
   }
-  // Four feature rows per sweep over the buffer: four sequential read streams, one
-  // load and one store of the accumulator per four multiply-adds. The rows kPrefetchRows
-  // ahead are prefetched: the hardware prefetcher stops at every 4 KiB page, which the
-  // 3 KiB rows cross often, and the loop is bound by memory bandwidth.
   int64_t k = 0;
-  for (; k + 4 <= num_channels; k += 4) {
-    const acc_t* f0 = acc_row(f + k * pixels, pixels, s.row0);
-    const acc_t* f1 = acc_row(f + (k + 1) * pixels, pixels, s.row1);
-    const acc_t* f2 = acc_row(f + (k + 2) * pixels, pixels, s.row2);
-    const acc_t* f3 = acc_row(f + (k + 3) * pixels, pixels, s.row3);
-    const Vec<acc_t> w0(static_cast<acc_t>(w[k])), w1(static_cast<acc_t>(w[k + 1]));
-    const Vec<acc_t> w2(static_cast<acc_t>(w[k + 2])), w3(static_cast<acc_t>(w[k + 3]));
-    const bool prefetch = k + kPrefetchRows + 4 <= num_channels;
-    const scalar_t* ahead = f + (k + kPrefetchRows) * pixels;
-    for (int64_t p = 0; p < pixels; p += kStep) {
-      const int64_t n = std::min(kStep, pixels - p);
-      if (prefetch) {
-        for (int64_t i = 0; i < 4; ++i) __builtin_prefetch(ahead + i * pixels + p);
-      }
-      Vec<acc_t> a = Vec<acc_t>::loadu(out + p, n);
-      a = at::vec::fmadd(w0, Vec<acc_t>::loadu(f0 + p, n), a);
-      a = at::vec::fmadd(w1, Vec<acc_t>::loadu(f1 + p, n), a);
-      a = at::vec::fmadd(w2, Vec<acc_t>::loadu(f2 + p, n), a);
-      a = at::vec::fmadd(w3, Vec<acc_t>::loadu(f3 + p, n), a);
-      a.store(out + p, n);
-    }
+  for (; k + kRowsPerSweep <= num_channels; k += kRowsPerSweep) {
+    const scalar_t* next = f + (k + kRowsPerSweep) * pixels;
+    const bool prefetch = k + 2 * kRowsPerSweep <= num_channels;
+    accumulate_rows<kRowsPerSweep>(f + k * pixels, w + k, pixels, out, s, prefetch ? next : nullptr);
   }
   for (; k < num_channels; ++k) {
-    const acc_t* f0 = acc_row(f + k * pixels, pixels, s.row0);
-    const Vec<acc_t> w0(static_cast<acc_t>(w[k]));
-    for (int64_t p = 0; p < pixels; p += kStep) {
-      const int64_t n = std::min(kStep, pixels - p);
-      at::vec::fmadd(w0, Vec<acc_t>::loadu(f0 + p, n), Vec<acc_t>::loadu(out + p, n)).store(out + p, n);
-    }
+    accumulate_rows<1>(f + k * pixels, w + k, pixels, out, s, static_cast<const scalar_t*>(nullptr));
   }
 }
 
@@ -135,14 +138,14 @@ acc_t roi_backward(const scalar_t* f, const scalar_t* w, const acc_t* g, int64_t
                    scalar_t* grad_f, acc_t* grad_w, RoIScratch<acc_t>& s) {
   constexpr int64_t kStep = Vec<acc_t>::size();
   for (int64_t k = 0; k < num_channels; ++k) {
-    const acc_t* fk = acc_row(f + k * pixels, pixels, s.row0);
+    const acc_t* fk = acc_row(f + k * pixels, pixels, s.rows[0]);
     const Vec<acc_t> wk(static_cast<acc_t>(w[k]));
     acc_t* out;
     if constexpr (std::is_same_v<scalar_t, acc_t>) {
       out = grad_f + k * pixels;
     } else {
-      s.row1.resize(pixels);
-      out = s.row1.data();
+      s.rows[1].resize(pixels);
+      out = s.rows[1].data();
     }
     Vec<acc_t> dot(acc_t(0));
     for (int64_t p = 0; p < pixels; p += kStep) {

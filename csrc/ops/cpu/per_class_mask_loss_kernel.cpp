@@ -88,7 +88,7 @@ at::Tensor forward_impl(const LossInputs& in) {
       if (!in.valid[r]) continue;
       valid_roi_logits<scalar_t>(in, r, s);
       const acc_t* x = s.logits.data();
-      const acc_t* t = acc_row(targets + r * pixels, pixels, s.row0);
+      const acc_t* t = acc_row(targets + r * pixels, pixels, s.rows[0]);
       Vec<acc_t> total = zero;
       for (int64_t p = 0; p < pixels; p += kStep) {
         const int64_t n = std::min(kStep, pixels - p);
@@ -148,7 +148,7 @@ void backward_impl(const LossInputs& in, double grad_loss, at::Tensor& grad_feat
       valid_roi_logits<scalar_t>(in, r, s);
       // The logits' gradient, (sigmoid(x) - t) * grad / count, overwrites the logits.
       acc_t* x = s.logits.data();
-      const acc_t* t = acc_row(targets + r * pixels, pixels, s.row0);
+      const acc_t* t = acc_row(targets + r * pixels, pixels, s.rows[0]);
       for (int64_t p = 0; p < pixels; p += kStep) {
         const int64_t n = std::min(kStep, pixels - p);
         ((vec_sigmoid(Vec<acc_t>::loadu(x + p, n)) - Vec<acc_t>::loadu(t + p, n)) * scale).store(x + p, n);
