@@ -120,11 +120,12 @@ def test_logits_backward_is_deterministic():
     f, w, cls, b, a, _, _ = make(40, 24, 5, 5, 3, seed=6)
     g = torch.randn(40, 5, 5)
     first = torch.ops.maskx._per_class_mask_logits_backward(g, f, w, cls)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         second = torch.ops.maskx._per_class_mask_logits_backward(g, f, w, cls)
     finally:
-        torch.set_num_threads(2)
+        torch.set_num_threads(threads)
     for x, y in zip(first, second):
         assert torch.equal(x, y)
 

@@ -107,6 +107,29 @@ def test_loss_backward_matches_reference():
         torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-4)
 
 
+def test_loss_is_deterministic():
+    """RoIs go to whichever thread is free, so the RoI-to-thread assignment changes from
+    call to call (and with the thread count); the loss and its gradients must not."""
+    f, w, cls, b, a, t, _ = make(48, 12, 5, 7, 6, seed=9)
+    v = torch.arange(48) < 20  # a block of valid RoIs: uneven work per thread
+
+    def run():
+        inputs = [x.clone().requires_grad_() for x in (f, w, b, a)]
+        loss = mk.per_class_mask_loss(inputs[0], inputs[1], cls, t, inputs[2], inputs[3], v)
+        loss.backward()
+        return [loss.detach()] + [x.grad for x in inputs]
+
+    first, second = run(), run()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = run()
+    finally:
+        torch.set_num_threads(threads)
+    for x, y, z in zip(first, second, single):
+        assert torch.equal(x, y) and torch.equal(x, z)
+
+
 def test_logits_and_loss_agree_with_bce():
     f, w, cls, b, a, t, v = make(8, 10, 5, 5, 4, seed=11)
     v[2] = True

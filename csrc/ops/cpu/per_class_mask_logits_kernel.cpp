@@ -1,4 +1,5 @@
-// CPU kernels of maskx::per_class_mask_logits and its backward: parallel over RoIs, each
+// CPU kernels of maskx::per_class_mask_logits and its backward: parallel over RoIs (each
+// thread taking the next RoI as it finishes one), each
 // RoI's K-channel dot with its class's weight row vectorised over pixels, with the class
 // bias, the class-agnostic logits and the optional sigmoid applied in the same pass.
 #include <ATen/ATen.h>
@@ -6,6 +7,7 @@
 #include <torch/library.h>
 
 #include "ops/cpu/output_cache.h"
+#include "ops/cpu/parallel_dynamic.h"
 #include "ops/cpu/mask_logits_cpu.h"
 #include "ops/mask_logits_checks.h"
 
@@ -26,22 +28,19 @@ void forward_impl(const at::Tensor& features, const at::Tensor& class_weights, c
   const scalar_t* bias = class_bias.has_value() ? class_bias->data_ptr<scalar_t>() : nullptr;
   const scalar_t* agnostic = agnostic_logits.has_value() ? agnostic_logits->data_ptr<scalar_t>() : nullptr;
   scalar_t* out = output.data_ptr<scalar_t>();
-  at::parallel_for(0, num_rois, 1, [&](int64_t lo, int64_t hi) {
-    RoIScratch<acc_t> s;
-    constexpr int64_t kStep = Vec<acc_t>::size();
-    for (int64_t r = lo; r < hi; ++r) {
-      const int64_t c = cls[r];
-      roi_logits(f + r * num_channels * pixels, w + c * num_channels, num_channels, pixels,
-                 bias ? static_cast<acc_t>(bias[c]) : acc_t(0), agnostic ? agnostic + r * pixels : nullptr, s);
-      acc_t* x = s.logits.data();
-      if (apply_sigmoid) {
-        for (int64_t p = 0; p < pixels; p += kStep) {
-          const int64_t n = std::min(kStep, pixels - p);
-          vec_sigmoid(Vec<acc_t>::loadu(x + p, n)).store(x + p, n);
-        }
+  constexpr int64_t kStep = Vec<acc_t>::size();
+  cpu::parallel_for_dynamic<RoIScratch<acc_t>>(num_rois, [&](int64_t r, RoIScratch<acc_t>& s) {
+    const int64_t c = cls[r];
+    roi_logits(f + r * num_channels * pixels, w + c * num_channels, num_channels, pixels,
+               bias ? static_cast<acc_t>(bias[c]) : acc_t(0), agnostic ? agnostic + r * pixels : nullptr, s);
+    acc_t* x = s.logits.data();
+    if (apply_sigmoid) {
+      for (int64_t p = 0; p < pixels; p += kStep) {
+        const int64_t n = std::min(kStep, pixels - p);
+        vec_sigmoid(Vec<acc_t>::loadu(x + p, n)).store(x + p, n);
       }
-      store_row<scalar_t>(x, pixels, out + r * pixels);
     }
+    store_row<scalar_t>(x, pixels, out + r * pixels);
   });
 }
 
@@ -80,14 +79,11 @@ void backward_impl(const at::Tensor& grad, const at::Tensor& features, const at:
   scalar_t* gf = grad_features.data_ptr<scalar_t>();
   // Per-RoI weight gradients (K values) followed by the bias gradient: [R, K + 1].
   std::vector<acc_t> partial(num_rois * (num_channels + 1));
-  at::parallel_for(0, num_rois, 1, [&](int64_t lo, int64_t hi) {
-    RoIScratch<acc_t> s;
-    for (int64_t r = lo; r < hi; ++r) {
-      acc_t* row = partial.data() + r * (num_channels + 1);
-      const acc_t* gr = acc_row(g + r * pixels, pixels, s.grad);
-      row[num_channels] = roi_backward(f + r * num_channels * pixels, w + cls[r] * num_channels, gr, num_channels,
-                                       pixels, gf + r * num_channels * pixels, row, s);
-    }
+  cpu::parallel_for_dynamic<RoIScratch<acc_t>>(num_rois, [&](int64_t r, RoIScratch<acc_t>& s) {
+    acc_t* row = partial.data() + r * (num_channels + 1);
+    const acc_t* gr = acc_row(g + r * pixels, pixels, s.grad);
+    row[num_channels] = roi_backward(f + r * num_channels * pixels, w + cls[r] * num_channels, gr, num_channels,
+                                     pixels, gf + r * num_channels * pixels, row, s);
   });
   class_gradients<scalar_t>(partial, cls, num_rois, num_channels, grad_weights, grad_bias);
 }

@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include "ops/cpu/output_cache.h"
+#include "ops/cpu/parallel_dynamic.h"
 #include "ops/cpu/mask_logits_cpu.h"
 #include "ops/mask_logits_checks.h"
 
@@ -81,25 +82,22 @@ at::Tensor forward_impl(const LossInputs& in) {
   const int64_t pixels = in.features.size(2) * in.features.size(3);
   const scalar_t* targets = in.targets.data_ptr<scalar_t>();
   std::vector<acc_t> roi_loss(num_rois, acc_t(0));
-  at::parallel_for(0, num_rois, 1, [&](int64_t lo, int64_t hi) {
-    RoIScratch<acc_t> s;
-    const Vec<acc_t> zero(acc_t(0));
-    for (int64_t r = lo; r < hi; ++r) {
-      if (!in.valid[r]) continue;
-      valid_roi_logits<scalar_t>(in, r, s);
-      const acc_t* x = s.logits.data();
-      const acc_t* t = acc_row(targets + r * pixels, pixels, s.rows[0]);
-      Vec<acc_t> total = zero;
-      for (int64_t p = 0; p < pixels; p += kStep) {
-        const int64_t n = std::min(kStep, pixels - p);
-        const Vec<acc_t> xv = Vec<acc_t>::loadu(x + p, n), tv = Vec<acc_t>::loadu(t + p, n);
-        // max(x, 0) - x t + log1p(exp(-|x|)); lanes past n load zeros and add log(2),
-        // so they are masked out.
-        const Vec<acc_t> bce = at::vec::maximum(xv, zero) - xv * tv + xv.abs().neg().exp().log1p();
-        total = total + Vec<acc_t>::set(zero, bce, n);
-      }
-      roi_loss[r] = vec_sum(total);
+  const Vec<acc_t> zero(acc_t(0));
+  cpu::parallel_for_dynamic<RoIScratch<acc_t>>(num_rois, [&](int64_t r, RoIScratch<acc_t>& s) {
+    if (!in.valid[r]) return;
+    valid_roi_logits<scalar_t>(in, r, s);
+    const acc_t* x = s.logits.data();
+    const acc_t* t = acc_row(targets + r * pixels, pixels, s.rows[0]);
+    Vec<acc_t> total = zero;
+    for (int64_t p = 0; p < pixels; p += kStep) {
+      const int64_t n = std::min(kStep, pixels - p);
+      const Vec<acc_t> xv = Vec<acc_t>::loadu(x + p, n), tv = Vec<acc_t>::loadu(t + p, n);
+      // max(x, 0) - x t + log1p(exp(-|x|)); lanes past n load zeros and add log(2),
+      // so they are masked out.
+      const Vec<acc_t> bce = at::vec::maximum(xv, zero) - xv * tv + xv.abs().neg().exp().log1p();
+      total = total + Vec<acc_t>::set(zero, bce, n);
     }
+    roi_loss[r] = vec_sum(total);
   });
   acc_t sum = acc_t(0);
   for (int64_t r = 0; r < num_rois; ++r) sum += roi_loss[r];
@@ -137,27 +135,24 @@ void backward_impl(const LossInputs& in, double grad_loss, at::Tensor& grad_feat
   scalar_t* ga = grad_agnostic.data_ptr<scalar_t>();
   // Per-RoI weight gradients (K values) followed by the bias gradient: [R, K + 1].
   std::vector<acc_t> partial(num_rois * (num_channels + 1), acc_t(0));
-  at::parallel_for(0, num_rois, 1, [&](int64_t lo, int64_t hi) {
-    RoIScratch<acc_t> s;
-    for (int64_t r = lo; r < hi; ++r) {
-      if (!in.valid[r]) {
-        std::fill(gf + r * num_channels * pixels, gf + (r + 1) * num_channels * pixels, scalar_t(0));
-        std::fill(ga + r * pixels, ga + (r + 1) * pixels, scalar_t(0));
-        continue;
-      }
-      valid_roi_logits<scalar_t>(in, r, s);
-      // The logits' gradient, (sigmoid(x) - t) * grad / count, overwrites the logits.
-      acc_t* x = s.logits.data();
-      const acc_t* t = acc_row(targets + r * pixels, pixels, s.rows[0]);
-      for (int64_t p = 0; p < pixels; p += kStep) {
-        const int64_t n = std::min(kStep, pixels - p);
-        ((vec_sigmoid(Vec<acc_t>::loadu(x + p, n)) - Vec<acc_t>::loadu(t + p, n)) * scale).store(x + p, n);
-      }
-      store_row<scalar_t>(x, pixels, ga + r * pixels);
-      acc_t* row = partial.data() + r * (num_channels + 1);
-      row[num_channels] = roi_backward(f + r * num_channels * pixels, w + cls[r] * num_channels, x, num_channels,
-                                       pixels, gf + r * num_channels * pixels, row, s);
+  cpu::parallel_for_dynamic<RoIScratch<acc_t>>(num_rois, [&](int64_t r, RoIScratch<acc_t>& s) {
+    if (!in.valid[r]) {
+      std::fill(gf + r * num_channels * pixels, gf + (r + 1) * num_channels * pixels, scalar_t(0));
+      std::fill(ga + r * pixels, ga + (r + 1) * pixels, scalar_t(0));
+      return;
     }
+    valid_roi_logits<scalar_t>(in, r, s);
+    // The logits' gradient, (sigmoid(x) - t) * grad / count, overwrites the logits.
+    acc_t* x = s.logits.data();
+    const acc_t* t = acc_row(targets + r * pixels, pixels, s.rows[0]);
+    for (int64_t p = 0; p < pixels; p += kStep) {
+      const int64_t n = std::min(kStep, pixels - p);
+      ((vec_sigmoid(Vec<acc_t>::loadu(x + p, n)) - Vec<acc_t>::loadu(t + p, n)) * scale).store(x + p, n);
+    }
+    store_row<scalar_t>(x, pixels, ga + r * pixels);
+    acc_t* row = partial.data() + r * (num_channels + 1);
+    row[num_channels] = roi_backward(f + r * num_channels * pixels, w + cls[r] * num_channels, x, num_channels,
+                                     pixels, gf + r * num_channels * pixels, row, s);
   });
   class_gradients<scalar_t>(partial, cls, num_rois, num_channels, grad_weights, grad_bias);
 }

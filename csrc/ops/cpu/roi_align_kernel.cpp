@@ -17,12 +17,12 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <type_traits>
 #include <vector>
 
 #include "ops/cpu/output_cache.h"
+#include "ops/cpu/parallel_dynamic.h"
 #include "ops/cpu/streaming_store.h"
 #include "ops/roi_align_checks.h"
 #include "ops/roi_align_entry_points.h"
@@ -184,17 +184,8 @@ struct Task {
 template <typename Body>
 void run_tasks(std::vector<Task>& tasks, const Body& body) {
   std::stable_sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) { return a.cost > b.cost; });
-  std::atomic<int64_t> next{0};
-  const int64_t num_tasks = static_cast<int64_t>(tasks.size());
-  const int64_t workers = std::min<int64_t>(at::get_num_threads(), num_tasks);
-  at::parallel_for(0, workers, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t w = lo; w < hi; ++w) {
-      typename Body::Scratch scratch;
-      for (int64_t t = next++; t < num_tasks; t = next++) {
-        body(tasks[t], scratch);
-      }
-    }
-  });
+  cpu::parallel_for_dynamic<typename Body::Scratch>(
+      static_cast<int64_t>(tasks.size()), [&](int64_t t, typename Body::Scratch& scratch) { body(tasks[t], scratch); });
 }
 
 template <typename acc_t>
