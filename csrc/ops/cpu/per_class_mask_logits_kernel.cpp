@@ -1,7 +1,7 @@
-// CPU kernels of maskx::per_class_mask_logits and its backward: parallel over RoIs (each
-// thread taking the next RoI as it finishes one), each
-// RoI's K-channel dot with its class's weight row vectorised over pixels, with the class
-// bias, the class-agnostic logits and the optional sigmoid applied in the same pass.
+// CPU kernels of maskx::per_class_mask_logits and its backward: parallel over RoIs, each
+// thread taking the next RoI as it finishes one. Each RoI's K-channel dot with its
+// class's weight row is vectorised over pixels, with the class bias, the class-agnostic
+// logits and the optional sigmoid applied in the same pass.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
