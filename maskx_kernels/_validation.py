@@ -1,5 +1,5 @@
 """Argument checks shared by the Python faces of the ops (eager calls and fake kernels)."""
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -7,21 +7,24 @@ from torch import Tensor
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def check(condition: bool, message: str) -> None:
+def check(condition: bool, message: Callable[[], str]) -> None:
+    """Raises ValueError(message()) unless condition holds. The message is built only on
+    failure (as with torch._check): formatting shapes, dtypes and devices for every
+    passing check took tens of microseconds per call."""
     if not condition:
-        raise ValueError(message)
+        raise ValueError(message())
 
 
 def check_same_device(op: str, **tensors: Tensor) -> None:
     devices = {name: t.device for name, t in tensors.items()}
     check(
         len(set(devices.values())) <= 1,
-        f"{op}: tensors must share one device, got " + ", ".join(f"{n} on {d}" for n, d in devices.items()),
+        lambda: f"{op}: tensors must share one device, got " + ", ".join(f"{n} on {d}" for n, d in devices.items()),
     )
 
 
 def check_float(op: str, name: str, t: Tensor) -> None:
-    check(t.dtype in FLOAT_DTYPES, f"{op}: {name} must be a floating tensor, got {t.dtype}")
+    check(t.dtype in FLOAT_DTYPES, lambda: f"{op}: {name} must be a floating tensor, got {t.dtype}")
 
 
 def should_check_values(*tensors: Tensor) -> bool:
@@ -33,5 +36,5 @@ def should_check_values(*tensors: Tensor) -> bool:
 def pair(value, name: str) -> Sequence[int]:
     if isinstance(value, int):
         return (value, value)
-    check(len(value) == 2, f"{name} must be an int or a pair of ints, got {value!r}")
+    check(len(value) == 2, lambda: f"{name} must be an int or a pair of ints, got {value!r}")
     return (int(value[0]), int(value[1]))

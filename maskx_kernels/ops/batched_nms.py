@@ -15,11 +15,11 @@ from maskx_kernels.ops.nms import check_boxes_scores, check_finite, check_thresh
 def check_idxs(op: str, idxs: Tensor, boxes: Tensor) -> None:
     check(
         idxs.dim() == 1 and idxs.shape[0] == boxes.shape[0],
-        f"{op}: idxs must be a Tensor[N] matching boxes [{boxes.shape[0]}, 4], got shape {tuple(idxs.shape)}",
+        lambda: f"{op}: idxs must be a Tensor[N] matching boxes [{boxes.shape[0]}, 4], got shape {tuple(idxs.shape)}",
     )
     check(
         not idxs.dtype.is_floating_point and not idxs.dtype.is_complex and idxs.dtype != torch.bool,
-        f"{op}: idxs must be an integer tensor, got {idxs.dtype}",
+        lambda: f"{op}: idxs must be an integer tensor, got {idxs.dtype}",
     )
     check_same_device(op, boxes=boxes, idxs=idxs)
 

@@ -20,23 +20,29 @@ def check_multi_scale_args(
     features: Sequence[Tensor], rois: Tensor, levels: Tensor, spatial_scales: Sequence[float], pooled_h: int, pooled_w: int
 ) -> None:
     op = "multi_scale_roi_align"
-    check(len(features) > 0, f"{op}: needs at least one feature level")
-    check(len(spatial_scales) == len(features), f"{op}: {len(features)} levels but {len(spatial_scales)} scales")
+    check(len(features) > 0, lambda: f"{op}: needs at least one feature level")
+    check(
+        len(spatial_scales) == len(features),
+        lambda: f"{op}: {len(features)} levels but {len(spatial_scales)} scales",
+    )
     first = features[0]
     for i, f in enumerate(features):
-        check(f.dim() == 4, f"{op}: level {i} must be a Tensor[N, C, H, W], got shape {tuple(f.shape)}")
+        check(f.dim() == 4, lambda: f"{op}: level {i} must be a Tensor[N, C, H, W], got shape {tuple(f.shape)}")
         check_float(op, f"level {i}", f)
         check(
             f.shape[:2] == first.shape[:2] and f.dtype == first.dtype and f.device == first.device,
-            f"{op}: level {i} ({tuple(f.shape)}, {f.dtype}, {f.device}) must share batch size, channels, dtype "
+            lambda: f"{op}: level {i} ({tuple(f.shape)}, {f.dtype}, {f.device}) must share batch size, channels, dtype "
             f"and device with level 0 ({tuple(first.shape)}, {first.dtype}, {first.device})",
         )
     check_rois(op, rois, first)
-    check(levels.dim() == 1 and levels.shape[0] == rois.shape[0], f"{op}: levels must be a Tensor[K] matching rois")
-    check(levels.dtype == torch.int64, f"{op}: levels must be int64, got {levels.dtype}")
+    check(
+        levels.dim() == 1 and levels.shape[0] == rois.shape[0],
+        lambda: f"{op}: levels must be a Tensor[K] matching rois",
+    )
+    check(levels.dtype == torch.int64, lambda: f"{op}: levels must be int64, got {levels.dtype}")
     check_same_device(op, features=first, rois=rois, levels=levels)
-    check(pooled_h > 0 and pooled_w > 0, f"{op}: output size must be positive, got ({pooled_h}, {pooled_w})")
-    check(all(0 < s < math.inf for s in spatial_scales), f"{op}: spatial scales must be positive and finite")
+    check(pooled_h > 0 and pooled_w > 0, lambda: f"{op}: output size must be positive, got ({pooled_h}, {pooled_w})")
+    check(all(0 < s < math.inf for s in spatial_scales), lambda: f"{op}: spatial scales must be positive and finite")
 
 
 @torch.library.register_fake("maskx::multi_scale_roi_align")
@@ -146,9 +152,9 @@ class MultiScaleRoIAlign(nn.Module):
         image_shapes: List[Tuple[int, int]],
     ) -> Tensor:
         """Pools ``boxes[i]`` (Tensor[L_i, 4], image coordinates) from image i of every level."""
-        check(len(image_shapes) > 0, "MultiScaleRoIAlign: image_shapes must not be empty")
+        check(len(image_shapes) > 0, lambda: "MultiScaleRoIAlign: image_shapes must not be empty")
         missing = [name for name in self.featmap_names if name not in x]
-        check(not missing, f"MultiScaleRoIAlign: feature maps {missing} are missing from the input")
+        check(not missing, lambda: f"MultiScaleRoIAlign: feature maps {missing} are missing from the input")
         features = [x[name] for name in self.featmap_names]
         original_size = (max(s[0] for s in image_shapes), max(s[1] for s in image_shapes))
         scales = [infer_scale(f, original_size) for f in features]

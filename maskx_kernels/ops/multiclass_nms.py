@@ -17,20 +17,20 @@ def check_multiclass_args(
     boxes: Tensor, scores: Tensor, score_threshold: float, iou_threshold: float, max_detections: int
 ) -> None:
     op = "multiclass_nms"
-    check(scores.dim() == 2, f"{op}: scores must be a Tensor[N, C], got shape {tuple(scores.shape)}")
+    check(scores.dim() == 2, lambda: f"{op}: scores must be a Tensor[N, C], got shape {tuple(scores.shape)}")
     n, c = scores.shape
     shared = boxes.dim() == 2 and boxes.shape[1] == 4
     per_class = boxes.dim() == 3 and boxes.shape[1:] == (c, 4)
     check(
         (shared or per_class) and boxes.shape[0] == n,
-        f"{op}: boxes must be a Tensor[N, C, 4] or Tensor[N, 4] matching scores {tuple(scores.shape)}, "
+        lambda: f"{op}: boxes must be a Tensor[N, C, 4] or Tensor[N, 4] matching scores {tuple(scores.shape)}, "
         f"got shape {tuple(boxes.shape)}",
     )
     check_same_dtype(op, boxes, scores)
     check_same_device(op, boxes=boxes, scores=scores)
     check_threshold(op, "score_threshold", score_threshold)
     check_threshold(op, "iou_threshold", iou_threshold)
-    check(max_detections >= 0, f"{op}: max_detections must be non-negative, got {max_detections}")
+    check(max_detections >= 0, lambda: f"{op}: max_detections must be non-negative, got {max_detections}")
 
 
 @torch.library.register_fake("maskx::multiclass_nms")

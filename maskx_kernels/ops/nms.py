@@ -11,19 +11,25 @@ from maskx_kernels._validation import check, check_float, check_same_device, sho
 
 
 def check_threshold(op: str, name: str, value: float) -> None:
-    check(0.0 <= value <= 1.0, f"{op}: {name} must be in [0, 1], got {value}")
+    check(0.0 <= value <= 1.0, lambda: f"{op}: {name} must be in [0, 1], got {value}")
 
 
 def check_same_dtype(op: str, boxes: Tensor, scores: Tensor) -> None:
     check_float(op, "boxes", boxes)
-    check(scores.dtype == boxes.dtype, f"{op}: scores ({scores.dtype}) must have the boxes' dtype ({boxes.dtype})")
+    check(
+        scores.dtype == boxes.dtype,
+        lambda: f"{op}: scores ({scores.dtype}) must have the boxes' dtype ({boxes.dtype})",
+    )
 
 
 def check_boxes_scores(op: str, boxes: Tensor, scores: Tensor) -> None:
-    check(boxes.dim() == 2 and boxes.shape[1] == 4, f"{op}: boxes must be a Tensor[N, 4], got shape {tuple(boxes.shape)}")
+    check(
+        boxes.dim() == 2 and boxes.shape[1] == 4,
+        lambda: f"{op}: boxes must be a Tensor[N, 4], got shape {tuple(boxes.shape)}",
+    )
     check(
         scores.dim() == 1 and scores.shape[0] == boxes.shape[0],
-        f"{op}: scores must be a Tensor[N] matching boxes [{boxes.shape[0]}, 4], got shape {tuple(scores.shape)}",
+        lambda: f"{op}: scores must be a Tensor[N] matching boxes [{boxes.shape[0]}, 4], got shape {tuple(scores.shape)}",
     )
     check_same_dtype(op, boxes, scores)
     check_same_device(op, boxes=boxes, scores=scores)
@@ -34,7 +40,7 @@ def check_finite(op: str, **tensors: Tensor) -> None:
     if not should_check_values(*tensors.values()):
         return
     for name, t in tensors.items():
-        check(bool(torch.isfinite(t).all()), f"{op}: {name} must be finite, got inf or NaN")
+        check(bool(torch.isfinite(t).all()), lambda: f"{op}: {name} must be finite, got inf or NaN")
 
 
 @torch.library.register_fake("maskx::nms")

@@ -17,8 +17,14 @@ from maskx_kernels._validation import check, check_float, should_check_values
 
 
 def _check_same(op: str, name: str, t: Tensor, features: Tensor) -> None:
-    check(t.dtype == features.dtype, f"{op}: {name} must have the features' dtype ({features.dtype}), got {t.dtype}")
-    check(t.device == features.device, f"{op}: {name} is on {t.device} but the features are on {features.device}")
+    check(
+        t.dtype == features.dtype,
+        lambda: f"{op}: {name} must have the features' dtype ({features.dtype}), got {t.dtype}",
+    )
+    check(
+        t.device == features.device,
+        lambda: f"{op}: {name} is on {t.device} but the features are on {features.device}",
+    )
 
 
 def check_mask_logits_args(
@@ -30,31 +36,37 @@ def check_mask_logits_args(
     agnostic_logits: Optional[Tensor],
 ) -> None:
     """Shapes, dtypes and devices of the inputs shared by the logits and loss ops."""
-    check(features.dim() == 4, f"{op}: features must be a Tensor[R, K, H, W], got shape {tuple(features.shape)}")
+    check(
+        features.dim() == 4,
+        lambda: f"{op}: features must be a Tensor[R, K, H, W], got shape {tuple(features.shape)}",
+    )
     check_float(op, "features", features)
     r, k, h, w = features.shape
     check(
         class_weights.dim() == 2 and class_weights.shape[1] == k,
-        f"{op}: class_weights must be a Tensor[C, K] with K = {k} (the features' channels), "
+        lambda: f"{op}: class_weights must be a Tensor[C, K] with K = {k} (the features' channels), "
         f"got shape {tuple(class_weights.shape)}",
     )
     _check_same(op, "class_weights", class_weights, features)
     check(
         classes.dim() == 1 and classes.shape[0] == r,
-        f"{op}: classes must be a Tensor[R] with R = {r}, got shape {tuple(classes.shape)}",
+        lambda: f"{op}: classes must be a Tensor[R] with R = {r}, got shape {tuple(classes.shape)}",
     )
-    check(classes.dtype == torch.int64, f"{op}: classes must be int64, got {classes.dtype}")
-    check(classes.device == features.device, f"{op}: classes are on {classes.device} but the features are on {features.device}")
+    check(classes.dtype == torch.int64, lambda: f"{op}: classes must be int64, got {classes.dtype}")
+    check(
+        classes.device == features.device,
+        lambda: f"{op}: classes are on {classes.device} but the features are on {features.device}",
+    )
     if class_bias is not None:
         check(
             class_bias.dim() == 1 and class_bias.shape[0] == class_weights.shape[0],
-            f"{op}: class_bias must be a Tensor[C] with C = {class_weights.shape[0]}, got shape {tuple(class_bias.shape)}",
+            lambda: f"{op}: class_bias must be a Tensor[C] with C = {class_weights.shape[0]}, got shape {tuple(class_bias.shape)}",
         )
         _check_same(op, "class_bias", class_bias, features)
     if agnostic_logits is not None:
         check(
             tuple(agnostic_logits.shape) == (r, h, w),
-            f"{op}: agnostic_logits must be a Tensor[R, H, W] = {(r, h, w)}, got shape {tuple(agnostic_logits.shape)}",
+            lambda: f"{op}: agnostic_logits must be a Tensor[R, H, W] = {(r, h, w)}, got shape {tuple(agnostic_logits.shape)}",
         )
         _check_same(op, "agnostic_logits", agnostic_logits, features)
 

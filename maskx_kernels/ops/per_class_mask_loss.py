@@ -21,14 +21,26 @@ def check_mask_loss_args(features: Tensor, targets: Tensor, valid: Optional[Tens
     r, _, h, w = features.shape
     check(
         tuple(targets.shape) == (r, h, w),
-        f"{op}: targets must be a Tensor[R, H, W] = {(r, h, w)}, got shape {tuple(targets.shape)}",
+        lambda: f"{op}: targets must be a Tensor[R, H, W] = {(r, h, w)}, got shape {tuple(targets.shape)}",
     )
-    check(targets.dtype == features.dtype, f"{op}: targets must have the features' dtype ({features.dtype}), got {targets.dtype}")
-    check(targets.device == features.device, f"{op}: targets are on {targets.device} but the features are on {features.device}")
+    check(
+        targets.dtype == features.dtype,
+        lambda: f"{op}: targets must have the features' dtype ({features.dtype}), got {targets.dtype}",
+    )
+    check(
+        targets.device == features.device,
+        lambda: f"{op}: targets are on {targets.device} but the features are on {features.device}",
+    )
     if valid is not None:
-        check(valid.dim() == 1 and valid.shape[0] == r, f"{op}: valid must be a Tensor[R] with R = {r}, got shape {tuple(valid.shape)}")
-        check(valid.dtype == torch.bool, f"{op}: valid must be bool, got {valid.dtype}")
-        check(valid.device == features.device, f"{op}: valid is on {valid.device} but the features are on {features.device}")
+        check(
+            valid.dim() == 1 and valid.shape[0] == r,
+            lambda: f"{op}: valid must be a Tensor[R] with R = {r}, got shape {tuple(valid.shape)}",
+        )
+        check(valid.dtype == torch.bool, lambda: f"{op}: valid must be bool, got {valid.dtype}")
+        check(
+            valid.device == features.device,
+            lambda: f"{op}: valid is on {valid.device} but the features are on {features.device}",
+        )
 
 
 def check_target_values(targets: Tensor) -> None:

@@ -15,14 +15,20 @@ from maskx_kernels._validation import check, check_float, check_same_device, pai
 def boxes_to_rois(boxes: Union[Tensor, Sequence[Tensor]]) -> Tensor:
     """A [K, 5] rois tensor from either itself or a per-image list of [L, 4] boxes."""
     if isinstance(boxes, Tensor):
-        check(boxes.dim() == 2 and boxes.shape[1] == 5, f"boxes must be a Tensor[K, 5], got shape {tuple(boxes.shape)}")
+        check(
+            boxes.dim() == 2 and boxes.shape[1] == 5,
+            lambda: f"boxes must be a Tensor[K, 5], got shape {tuple(boxes.shape)}",
+        )
         return boxes
-    check(isinstance(boxes, (list, tuple)), f"boxes must be a Tensor[K, 5] or a list of Tensor[L, 4], got {type(boxes)}")
-    check(len(boxes) > 0, "boxes must not be an empty list")
+    check(
+        isinstance(boxes, (list, tuple)),
+        lambda: f"boxes must be a Tensor[K, 5] or a list of Tensor[L, 4], got {type(boxes)}",
+    )
+    check(len(boxes) > 0, lambda: "boxes must not be an empty list")
     for b in boxes:
         check(
             isinstance(b, Tensor) and b.dim() == 2 and b.shape[1] == 4,
-            f"each element of the boxes list must be a Tensor[L, 4], got {getattr(b, 'shape', type(b))}",
+            lambda: f"each element of the boxes list must be a Tensor[L, 4], got {getattr(b, 'shape', type(b))}",
         )
     concat = torch.cat(list(boxes), dim=0)
     index = torch.cat([torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)], dim=0)
@@ -30,8 +36,11 @@ def boxes_to_rois(boxes: Union[Tensor, Sequence[Tensor]]) -> Tensor:
 
 
 def check_rois(op: str, rois: Tensor, like: Tensor) -> None:
-    check(rois.dim() == 2 and rois.shape[1] == 5, f"{op}: rois must be a Tensor[K, 5], got shape {tuple(rois.shape)}")
-    check(rois.dtype == like.dtype, f"{op}: rois must have the input's dtype ({like.dtype}), got {rois.dtype}")
+    check(
+        rois.dim() == 2 and rois.shape[1] == 5,
+        lambda: f"{op}: rois must be a Tensor[K, 5], got shape {tuple(rois.shape)}",
+    )
+    check(rois.dtype == like.dtype, lambda: f"{op}: rois must have the input's dtype ({like.dtype}), got {rois.dtype}")
 
 
 def check_roi_values(op: str, rois: Tensor, batch_size: int) -> None:
@@ -50,12 +59,15 @@ def check_roi_values(op: str, rois: Tensor, batch_size: int) -> None:
 
 def check_roi_align_args(input: Tensor, rois: Tensor, spatial_scale: float, pooled_h: int, pooled_w: int) -> None:
     op = "roi_align"
-    check(input.dim() == 4, f"{op}: input must be a Tensor[N, C, H, W], got shape {tuple(input.shape)}")
+    check(input.dim() == 4, lambda: f"{op}: input must be a Tensor[N, C, H, W], got shape {tuple(input.shape)}")
     check_float(op, "input", input)
     check_rois(op, rois, input)
     check_same_device(op, input=input, rois=rois)
-    check(pooled_h > 0 and pooled_w > 0, f"{op}: output size must be positive, got ({pooled_h}, {pooled_w})")
-    check(spatial_scale > 0 and spatial_scale != float("inf"), f"{op}: spatial_scale must be positive and finite")
+    check(pooled_h > 0 and pooled_w > 0, lambda: f"{op}: output size must be positive, got ({pooled_h}, {pooled_w})")
+    check(
+        spatial_scale > 0 and spatial_scale != float("inf"),
+        lambda: f"{op}: spatial_scale must be positive and finite",
+    )
 
 
 @torch.library.register_fake("maskx::roi_align")

@@ -18,23 +18,26 @@ from maskx_kernels._validation import check, check_float
 
 def check_transfer_mlp_args(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor], negative_slope: float) -> None:
     op = "transfer_mlp"
-    check(negative_slope >= 0, f"{op}: negative_slope must be non-negative, got {negative_slope}")
-    check(x.dim() == 2, f"{op}: x must be a Tensor[C, D], got shape {tuple(x.shape)}")
+    check(negative_slope >= 0, lambda: f"{op}: negative_slope must be non-negative, got {negative_slope}")
+    check(x.dim() == 2, lambda: f"{op}: x must be a Tensor[C, D], got shape {tuple(x.shape)}")
     check_float(op, "x", x)
-    check(1 <= len(weights) <= 3, f"{op}: expects 1 to 3 layers, got {len(weights)} weights")
-    check(len(biases) == len(weights), f"{op}: got {len(weights)} weights but {len(biases)} biases")
+    check(1 <= len(weights) <= 3, lambda: f"{op}: expects 1 to 3 layers, got {len(weights)} weights")
+    check(len(biases) == len(weights), lambda: f"{op}: got {len(weights)} weights but {len(biases)} biases")
     width = x.shape[1]
     for i, (w, b) in enumerate(zip(weights, biases)):
         check(
             w.dim() == 2 and w.shape[1] == width,
-            f"{op}: weights[{i}] must be a Tensor[D_out, {width}] to chain, got shape {tuple(w.shape)}",
+            lambda: f"{op}: weights[{i}] must be a Tensor[D_out, {width}] to chain, got shape {tuple(w.shape)}",
         )
         width = w.shape[0]
-        check(b.dim() == 1 and b.shape[0] == width, f"{op}: biases[{i}] must be a Tensor[{width}], got shape {tuple(b.shape)}")
+        check(
+            b.dim() == 1 and b.shape[0] == width,
+            lambda: f"{op}: biases[{i}] must be a Tensor[{width}], got shape {tuple(b.shape)}",
+        )
         for name, t in ((f"weights[{i}]", w), (f"biases[{i}]", b)):
             check(
                 t.dtype == x.dtype and t.device == x.device,
-                f"{op}: {name} must share x's dtype and device ({x.dtype}, {x.device}), got {t.dtype} on {t.device}",
+                lambda: f"{op}: {name} must share x's dtype and device ({x.dtype}, {x.device}), got {t.dtype} on {t.device}",
             )
 
 

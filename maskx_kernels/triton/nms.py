@@ -95,7 +95,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, idxs: Optional[Tens
         check_idxs(op, idxs, boxes)
     check_threshold(op, "iou_threshold", iou_threshold)
     for name, t in (("boxes", boxes), ("scores", scores)):
-        check(bool(torch.isfinite(t).all()), f"{op}: {name} must be finite, got inf or NaN")
+        check(bool(torch.isfinite(t).all()), lambda: f"{op}: {name} must be finite, got inf or NaN")
     n = boxes.shape[0]
     if n == 0:
         return torch.empty(0, dtype=torch.long, device=boxes.device)

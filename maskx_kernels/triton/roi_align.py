@@ -385,7 +385,10 @@ def roi_align_backward(
     check_rois("roi_align backward", rois, grad)
     check_same_device("roi_align backward", grad=grad, rois=rois)
     expected = (rois.shape[0], channels, pooled_h, pooled_w)
-    check(tuple(grad.shape) == expected, f"roi_align backward: grad has shape {tuple(grad.shape)}, expected {expected}")
+    check(
+        tuple(grad.shape) == expected,
+        lambda: f"roi_align backward: grad has shape {tuple(grad.shape)}, expected {expected}",
+    )
     _check_values(rois, batch)
     return torch.ops.maskx_triton._roi_align_backward(
         grad, rois, spatial_scale, pooled_h, pooled_w, batch, channels, height, width, sampling_ratio, aligned
