@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 #if defined(__linux__)
+#include <pthread.h>
 #include <sys/mman.h>
 #endif
 
@@ -73,7 +74,15 @@ class OutputCache final : public c10::Allocator {
     return *cache;
   }
 
-  OutputCache() : limit_(limit_from_environment()) {}
+  OutputCache() : limit_(limit_from_environment()) {
+#if defined(__linux__)
+    // A fork while another thread is inside the cache (an op or the autograd engine runs
+    // without the GIL) would leave the child a locked mutex that no thread will release:
+    // its first cached allocation would hang. Hold the lock across fork() instead, as
+    // glibc does for malloc's.
+    pthread_atfork(&OutputCache::lock_for_fork, &OutputCache::unlock_after_fork, &OutputCache::unlock_after_fork);
+#endif
+  }
 
   c10::DataPtr allocate(size_t bytes) override {
 #if defined(__linux__)
@@ -134,6 +143,9 @@ class OutputCache final : public c10::Allocator {
   }
 
   static void give_back(void* context) { instance().put(static_cast<Block*>(context)); }
+
+  static void lock_for_fork() { instance().mutex_.lock(); }
+  static void unlock_after_fork() { instance().mutex_.unlock(); }
 
   void put(Block* block) {
     std::lock_guard<std::mutex> lock(mutex_);
