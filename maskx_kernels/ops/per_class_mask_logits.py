@@ -16,7 +16,8 @@ from torch import Tensor
 from maskx_kernels._validation import check, check_float, should_check_values
 
 
-def _check_same(op: str, name: str, t: Tensor, features: Tensor) -> None:
+def check_like_features(op: str, name: str, t: Tensor, features: Tensor) -> None:
+    """`t` has the features' dtype and device."""
     check(
         t.dtype == features.dtype,
         lambda: f"{op}: {name} must have the features' dtype ({features.dtype}), got {t.dtype}",
@@ -47,28 +48,25 @@ def check_mask_logits_args(
         lambda: f"{op}: class_weights must be a Tensor[C, K] with K = {k} (the features' channels), "
         f"got shape {tuple(class_weights.shape)}",
     )
-    _check_same(op, "class_weights", class_weights, features)
+    check_like_features(op, "class_weights", class_weights, features)
     check(
         classes.dim() == 1 and classes.shape[0] == r,
         lambda: f"{op}: classes must be a Tensor[R] with R = {r}, got shape {tuple(classes.shape)}",
     )
     check(classes.dtype == torch.int64, lambda: f"{op}: classes must be int64, got {classes.dtype}")
-    check(
-        classes.device == features.device,
-        lambda: f"{op}: classes are on {classes.device} but the features are on {features.device}",
-    )
+    check(classes.device == features.device, lambda: f"{op}: classes are on {classes.device} but the features are on {features.device}")
     if class_bias is not None:
         check(
             class_bias.dim() == 1 and class_bias.shape[0] == class_weights.shape[0],
             lambda: f"{op}: class_bias must be a Tensor[C] with C = {class_weights.shape[0]}, got shape {tuple(class_bias.shape)}",
         )
-        _check_same(op, "class_bias", class_bias, features)
+        check_like_features(op, "class_bias", class_bias, features)
     if agnostic_logits is not None:
         check(
             tuple(agnostic_logits.shape) == (r, h, w),
             lambda: f"{op}: agnostic_logits must be a Tensor[R, H, W] = {(r, h, w)}, got shape {tuple(agnostic_logits.shape)}",
         )
-        _check_same(op, "agnostic_logits", agnostic_logits, features)
+        check_like_features(op, "agnostic_logits", agnostic_logits, features)
 
 
 def check_class_values(op: str, classes: Tensor, num_classes: int) -> None:

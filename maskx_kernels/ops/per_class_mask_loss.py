@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from maskx_kernels._validation import check, should_check_values
-from maskx_kernels.ops.per_class_mask_logits import check_class_values, check_mask_logits_args
+from maskx_kernels.ops.per_class_mask_logits import check_class_values, check_like_features, check_mask_logits_args
 
 
 def check_mask_loss_args(features: Tensor, targets: Tensor, valid: Optional[Tensor]) -> None:
@@ -23,24 +23,14 @@ def check_mask_loss_args(features: Tensor, targets: Tensor, valid: Optional[Tens
         tuple(targets.shape) == (r, h, w),
         lambda: f"{op}: targets must be a Tensor[R, H, W] = {(r, h, w)}, got shape {tuple(targets.shape)}",
     )
-    check(
-        targets.dtype == features.dtype,
-        lambda: f"{op}: targets must have the features' dtype ({features.dtype}), got {targets.dtype}",
-    )
-    check(
-        targets.device == features.device,
-        lambda: f"{op}: targets are on {targets.device} but the features are on {features.device}",
-    )
+    check_like_features(op, "targets", targets, features)
     if valid is not None:
         check(
             valid.dim() == 1 and valid.shape[0] == r,
             lambda: f"{op}: valid must be a Tensor[R] with R = {r}, got shape {tuple(valid.shape)}",
         )
         check(valid.dtype == torch.bool, lambda: f"{op}: valid must be bool, got {valid.dtype}")
-        check(
-            valid.device == features.device,
-            lambda: f"{op}: valid is on {valid.device} but the features are on {features.device}",
-        )
+        check(valid.device == features.device, lambda: f"{op}: valid is on {valid.device} but the features are on {features.device}")
 
 
 def check_target_values(targets: Tensor) -> None:
