@@ -55,6 +55,24 @@ def test_matches_torchvision(output_size, sampling_ratio, dtype, channels_last):
     assert len(levels.unique()) == 4, "the boxes must spread over the levels"
 
 
+@pytest.mark.parametrize("aligned", [False, True])
+def test_aligned_flag_matches_torchvision_roi_align_per_level(aligned):
+    image_shapes = [(120, 150), (97, 161)]
+    x = pyramid(2, 6, (128, 164), seed=5)
+    boxes = box_lists([30, 25], image_shapes, seed=8)
+    pooler = mk.MultiScaleRoIAlign(NAMES, 7, 2, canonical_scale=56, aligned=aligned)
+    assert f"aligned={aligned}" in repr(pooler)
+    ours = pooler(x, boxes, image_shapes)
+    rois = torch.cat([torch.cat([torch.full((len(b), 1), float(i), dtype=b.dtype), b], 1) for i, b in enumerate(boxes)])
+    levels = fpn_levels(rois[:, 1:], 2, 5, 56, 4)
+    expected = torch.empty_like(ours)
+    for level, (name, scale) in enumerate(zip(NAMES, (1 / 4, 1 / 8, 1 / 16, 1 / 32))):
+        at = levels == level
+        expected[at] = torchvision.ops.roi_align(x[name], rois[at], 7, scale, 2, aligned)
+    torch.testing.assert_close(ours, expected, rtol=1e-9, atol=1e-10)
+    assert len(levels.unique()) == 4
+
+
 def test_gradients_keep_the_input_layout():
     image_shapes = [(128, 164), (120, 150)]
     x = pyramid(2, 20, (128, 164), seed=12, channels_last=True)

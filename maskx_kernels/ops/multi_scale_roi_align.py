@@ -125,6 +125,9 @@ class MultiScaleRoIAlign(nn.Module):
         sampling_ratio: as in :func:`maskx_kernels.roi_align`.
         canonical_scale, canonical_level: a box of canonical_scale x canonical_scale
             pixels is pooled from level canonical_level.
+        aligned: shift box coordinates by half a pixel before pooling, as
+            :func:`maskx_kernels.roi_align` does (detectron2's ROIAlignV2). Off by default,
+            as in torchvision's pooler.
     """
 
     def __init__(
@@ -135,6 +138,7 @@ class MultiScaleRoIAlign(nn.Module):
         *,
         canonical_scale: int = 224,
         canonical_level: int = 4,
+        aligned: bool = False,
     ):
         super().__init__()
         if isinstance(output_size, int):
@@ -144,6 +148,7 @@ class MultiScaleRoIAlign(nn.Module):
         self.output_size = tuple(output_size)
         self.canonical_scale = canonical_scale
         self.canonical_level = canonical_level
+        self.aligned = aligned
 
     def forward(
         self,
@@ -165,10 +170,10 @@ class MultiScaleRoIAlign(nn.Module):
             k_min = int(-math.log2(scales[0]))
             k_max = int(-math.log2(scales[-1]))
             levels = fpn_levels(rois[:, 1:], k_min, k_max, self.canonical_scale, self.canonical_level)
-        return multi_scale_roi_align(features, rois, levels, scales, self.output_size, self.sampling_ratio, False)
+        return multi_scale_roi_align(features, rois, levels, scales, self.output_size, self.sampling_ratio, self.aligned)
 
     def __repr__(self) -> str:
         return (
             f"{self.__class__.__name__}(featmap_names={self.featmap_names}, "
-            f"output_size={self.output_size}, sampling_ratio={self.sampling_ratio})"
+            f"output_size={self.output_size}, sampling_ratio={self.sampling_ratio}, aligned={self.aligned})"
         )
