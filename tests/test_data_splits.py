@@ -11,7 +11,13 @@ from maskx.data.splits import (
     resolve_split,
     split_names,
 )
-from maskx.data.synthetic import SYNTHETIC_CATEGORIES, SYNTHETIC_SPLIT_A
+from maskx.data.synthetic import (
+    FAMILIES,
+    SYNTHETIC_CATEGORIES,
+    SYNTHETIC_DISJOINT_SPLIT_A,
+    SYNTHETIC_SPLIT_A,
+    SYNTHETIC_SUPERCATEGORIES,
+)
 
 COCO_CATS = [{"id": i, "name": n, "supercategory": "x"} for i, n in COCO_CATEGORIES]
 SYNTHETIC_CATS = [{"id": i, "name": n} for i, n in SYNTHETIC_CATEGORIES]
@@ -83,13 +89,32 @@ def test_coco_splits_refuse_other_category_lists(name):
         resolve_split(name, renamed)
 
 
-def test_synthetic_split_by_name():
-    a, b = resolve_split("synthetic", SYNTHETIC_CATS)
+def _families_of(ids: list[int]) -> list[str]:
     names = dict(SYNTHETIC_CATEGORIES)
-    assert [names[i] for i in a] == list(SYNTHETIC_SPLIT_A)
-    assert len(a) == len(b) == 12 and not set(a) & set(b)
+    return [SYNTHETIC_SUPERCATEGORIES[names[i]] for i in ids]
+
+
+@pytest.mark.parametrize("name, a_names", [("synthetic", SYNTHETIC_SPLIT_A),
+                                           ("synthetic_disjoint", SYNTHETIC_DISJOINT_SPLIT_A)])
+def test_synthetic_splits_by_name(name, a_names):
+    a, b = resolve_split(name, SYNTHETIC_CATS)
+    names = dict(SYNTHETIC_CATEGORIES)
+    assert [names[i] for i in a] == list(a_names)
+    assert len(a) == len(b) == 12 and sorted(a + b) == list(range(1, 25))
     with pytest.raises(ValueError, match="synthetic benchmark's categories"):
-        resolve_split("synthetic", COCO_CATS)
+        resolve_split(name, COCO_CATS)
+
+
+def test_synthetic_split_gives_every_b_class_relatives_in_a():
+    a, b = resolve_split("synthetic", SYNTHETIC_CATS)
+    for family in FAMILIES:
+        assert _families_of(a).count(family) == _families_of(b).count(family) == 2, family
+
+
+def test_synthetic_disjoint_split_gives_no_b_class_a_relative():
+    a, b = resolve_split("synthetic_disjoint", SYNTHETIC_CATS)
+    a_families, b_families = set(_families_of(a)), set(_families_of(b))
+    assert len(a_families) == len(b_families) == 3 and not a_families & b_families
 
 
 def test_explicit_lists():
@@ -114,9 +139,17 @@ def test_bad_split_names(name, message):
 
 def test_split_names_lists_every_named_split():
     names = split_names()
-    assert names[:2] == ["voc", "nonvoc"] and names[-1] == "synthetic" and len(names) == 28
-    for name in names[:-1]:
+    assert names[:2] == ["voc", "nonvoc"] and len(names) == 30
+    assert names[-3:] == ["synthetic", "synthetic_disjoint", "all"]
+    for name in names[:-3]:
         resolve_split(name, COCO_CATS)
+    for name in names[-3:-1]:
+        resolve_split(name, SYNTHETIC_CATS)
+
+
+def test_split_all_is_full_supervision():
+    assert resolve_split("all", COCO_CATS) == (sorted(c["id"] for c in COCO_CATS), [])
+    assert resolve_split(" all ", SYNTHETIC_CATS)[1] == []
 
 
 def test_category_map_round_trip():

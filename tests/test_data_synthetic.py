@@ -5,21 +5,30 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
+from maskx import cli
 from maskx.data.synthetic import (
+    FAMILIES,
+    FAMILY_PATTERNS,
     SHAPES,
     SYNTHETIC_CATEGORIES,
+    SYNTHETIC_SUPERCATEGORIES,
     SceneConfig,
     generate_dataset,
     render_scene,
 )
+from maskx.data.synthetic.textures import PATTERNS, colour_at_distance, pattern
 from maskx.data.validation import load_coco
 
-GRID = np.mgrid[-1.1:1.1:96j, -1.1:1.1:96j]  # y, x
 
-
-def _shape(name: str) -> np.ndarray:
-    yy, xx = GRID
+def _raster(name: str, pixels: int) -> np.ndarray:
+    """The canonical shape on a ``pixels``-square grid over [-1.1, 1.1]^2, pixel centres."""
+    centres = -1.1 + 2.2 * (np.arange(pixels) + 0.5) / pixels
+    yy, xx = np.meshgrid(centres, centres, indexing="ij")
     return SHAPES[name](xx, yy)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
 
 
 def _tight_box(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -31,31 +40,76 @@ def _point(name: str, x: float, y: float) -> bool:
     return bool(SHAPES[name](np.array([x]), np.array([y]))[0])
 
 
-def test_at_least_20_classes_with_distinct_shapes():
-    assert len(SHAPES) == len(SYNTHETIC_CATEGORIES) >= 20
-    masks = {name: _shape(name) for name in SHAPES}
+def test_six_families_of_four_are_the_categories_in_order():
+    assert len(FAMILIES) == 6 and all(len(members) == 4 for members in FAMILIES.values())
+    names = [name for members in FAMILIES.values() for name in members]
+    assert list(SHAPES) == names and len(set(names)) == 24
+    assert list(SYNTHETIC_CATEGORIES) == [(i + 1, name) for i, name in enumerate(names)]
+    for family, members in FAMILIES.items():
+        assert {SYNTHETIC_SUPERCATEGORIES[name] for name in members} == {family}
+    # One pattern kind per family, each a kind backgrounds use too.
+    assert set(FAMILY_PATTERNS) == set(FAMILIES)
+    assert sorted(FAMILY_PATTERNS.values()) == sorted(PATTERNS)
+
+
+@pytest.mark.parametrize("pixels", [96, 30])
+def test_family_members_differ_but_resemble_each_other(pixels):
+    # 30 px is about the smallest size at which a detector should tell members apart.
+    masks = {name: _raster(name, pixels) for name in SHAPES}
     for name, mask in masks.items():
         assert 0.15 < mask.mean() < 0.85, name
-    for (a, mask_a), (b, mask_b) in combinations(masks.items(), 2):
-        iou = (mask_a & mask_b).sum() / (mask_a | mask_b).sum()
-        assert iou < 0.85, (a, b, iou)
+    within, across = {}, {}
+    for a, b in combinations(SHAPES, 2):
+        iou = _iou(masks[a], masks[b])
+        family_a, family_b = SYNTHETIC_SUPERCATEGORIES[a], SYNTHETIC_SUPERCATEGORIES[b]
+        if family_a == family_b:
+            assert iou < 0.8, (a, b, iou)
+            within.setdefault(family_a, []).append(iou)
+        else:
+            assert iou < 0.9, (a, b, iou)
+            across.setdefault(family_a, []).append(iou)
+            across.setdefault(family_b, []).append(iou)
+    for family in FAMILIES:
+        assert np.mean(within[family]) > np.mean(across[family]) + 0.1, family
 
 
-def test_look_alike_shapes_share_their_box_but_not_their_mask():
-    for family in (["disk", "ring", "button"], ["square", "square_frame", "window"],
-                   ["letter_c", "pacman"]):
-        assert len({_tight_box(_shape(name)) for name in family}) == 1, family
-        assert len({_shape(name).sum() for name in family}) == len(family), family
-    assert _point("disk", 0, 0) and not _point("ring", 0, 0)
-    assert _point("ring", 0.8, 0) and not _point("letter_c", 0.8, 0)
-    assert _point("letter_c", -0.8, 0) and not _point("pacman", 0.8, 0)
-    assert _point("square", 0, 0) and not _point("square_frame", 0, 0)
-    assert _point("window", 0, 0) and not _point("window", 0.45, 0.45)
-    assert not _point("button", 0.38, 0.38) and not _point("gear", 0, 0)
+def test_details_sit_where_they_should():
+    assert _point("disk", 0, 0) and not _point("ring", 0, 0) and _point("ring", 0.75, 0)
+    assert not _point("pacman", 0.6, 0) and _point("pacman", -0.6, 0)
+    assert not _point("button", 0.4, 0.4) and _point("button", 0, 0)
+    assert not _point("square_frame", 0, 0) and _point("window", 0, 0)
+    assert not _point("window", 0.45, 0.45) and not _point("notched_square", 0.5, -0.5)
+    assert _point("triangle", 0, 0.25) and not _point("holed_triangle", 0, 0.25)
+    assert not _point("arrowhead", 0, 0.7) and _point("trapezoid", 0.35, -0.8)
+    assert _point("plus", 0.25, 0.8) and not _point("thin_plus", 0.25, 0.8)
+    assert _point("latin_cross", 0.8, -0.5) and not _point("plus", 0.8, -0.5)
+    assert _point("tee", 0.8, -0.9) and not _point("latin_cross", 0.8, -0.9)
+    assert _point("star_6", 0.0, 0.9) and not _point("star_5", 0.0, 0.9)
+    assert _point("star_4", 0.6, 0.6) and not _point("holed_star", 0, 0)
+    assert _point("letter_e", 0, -0.8) and not _point("letter_h", 0, -0.8)
+    assert _point("letter_h", 0, 0) and not _point("letter_u", 0, 0)
+    assert _point("letter_u", 0.6, -0.8) and not _point("letter_l", 0.6, -0.8)
+    # Bar letters share their box, so only the mask tells them apart.
+    assert len({_tight_box(_raster(name, 96)) for name in FAMILIES["bars"]}) == 1
 
 
-def _scenes(count: int):
-    return [render_scene(np.random.default_rng([5, i])) for i in range(count)]
+@pytest.mark.parametrize("kind", PATTERNS)
+def test_patterns_stay_in_range_and_vary(kind):
+    values = pattern(kind, np.random.default_rng(0), 40, 50)
+    assert values.shape == (40, 50) and values.dtype == np.float32
+    assert 0 <= values.min() and values.max() <= 1 and values.std() > 0.1
+
+
+def test_colour_at_distance_keeps_to_the_cube():
+    rng = np.random.default_rng(0)
+    for reference in ([0.5, 0.5, 0.5], [0.0, 1.0, 0.1]):
+        colour = colour_at_distance(rng, np.array(reference), 0.3)
+        assert np.all((0 <= colour) & (colour <= 1))
+        assert np.linalg.norm(colour - reference) == pytest.approx(0.3, abs=0.03)
+
+
+def _scenes(count: int, config: SceneConfig = SceneConfig()):
+    return [render_scene(np.random.default_rng([5, i]), config) for i in range(count)]
 
 
 def test_scenes_cover_classes_sizes_and_occlusion():
@@ -92,6 +146,34 @@ def test_images_are_textured_and_within_the_size_range():
         assert len(np.unique(colours)) > 1000
 
 
+def _object_to_surround_distances(scenes) -> list[float]:
+    """Per instance of at least 200 px, the RGB distance between its mean colour and that of
+    the background in a 3 px band around it (in [0, 1] units)."""
+    distances = []
+    for scene in scenes:
+        image = scene.image.astype(np.float64) / 255
+        occupied = scene.masks.any(axis=2)
+        for k in range(scene.masks.shape[2]):
+            mask = scene.masks[..., k].astype(bool)
+            if mask.sum() < 200:
+                continue
+            band = mask.copy()
+            for _ in range(3):
+                band |= np.roll(band, 1, 0) | np.roll(band, -1, 0)
+                band |= np.roll(band, 1, 1) | np.roll(band, -1, 1)
+            band &= ~occupied
+            if band.sum() >= 50:
+                distances.append(np.linalg.norm(image[mask].mean(0) - image[band].mean(0)))
+    return distances
+
+
+def test_contrast_knob_sets_how_far_objects_stand_out():
+    faint = _object_to_surround_distances(_scenes(8, SceneConfig(contrast=(0.0, 0.05))))
+    bold = _object_to_surround_distances(_scenes(8, SceneConfig(contrast=(0.5, 0.6))))
+    assert len(faint) > 10 and len(bold) > 10
+    assert np.median(faint) < 0.15 < 0.3 < np.median(bold)
+
+
 def test_generated_files_are_valid_coco(synthetic_root):
     for subset, num_images in (("train", 6), ("val", 5)):
         path = synthetic_root / "annotations" / f"instances_{subset}.json"
@@ -99,12 +181,15 @@ def test_generated_files_are_valid_coco(synthetic_root):
         assert len(coco.imgs) == num_images
         categories = [(c["id"], c["name"]) for c in coco.dataset["categories"]]
         assert categories == list(SYNTHETIC_CATEGORIES)
+        for category in coco.dataset["categories"]:
+            assert category["supercategory"] == SYNTHETIC_SUPERCATEGORIES[category["name"]]
         for image in coco.imgs.values():
             assert (synthetic_root / subset / image["file_name"]).is_file()
+        assert coco.anns
         for ann in coco.anns.values():
             rle = ann["segmentation"]
             assert isinstance(rle["counts"], str)
-            assert mask_utils.area(rle) == ann["area"] > 0
+            assert mask_utils.area(rle) == ann["area"] >= SceneConfig().min_visible_pixels
             assert mask_utils.toBbox(rle).tolist() == ann["bbox"]
 
 
@@ -128,11 +213,29 @@ def test_generation_is_deterministic_and_per_image(tmp_path):
     # Train and val draw from different streams.
     assert read("a", "train/000001.png") != read("a", "val/000001.png")
     info = json.loads((tmp_path / "a/annotations/instances_train.json").read_text())["info"]
-    assert info["seed"] == 4 and info["version"] == "1"
+    assert info["seed"] == 4 and info["version"] == "2"
+    assert info["scene_config"]["contrast"] == list(SceneConfig().contrast)
+    assert info["scene_config"]["edge_softness"] == SceneConfig().edge_softness
 
 
-@pytest.mark.parametrize("kwargs", [{"num_train": -1, "num_val": 1, "seed": 0},
-                                    {"num_train": 1, "num_val": 1, "seed": -2}])
+@pytest.mark.parametrize("kwargs", [
+    {"num_train": -1, "num_val": 1, "seed": 0},
+    {"num_train": 1, "num_val": 1, "seed": -2},
+    {"num_train": 1, "num_val": 1, "seed": 0, "config": SceneConfig(contrast=(0.4, 0.2))},
+    {"num_train": 1, "num_val": 1, "seed": 0, "config": SceneConfig(contrast=(-0.1, 0.2))},
+    {"num_train": 1, "num_val": 1, "seed": 0, "config": SceneConfig(contrast=(0.1, 2.0))},
+    {"num_train": 1, "num_val": 1, "seed": 0, "config": SceneConfig(edge_softness=-1.0)},
+])
 def test_bad_generator_arguments(tmp_path, kwargs):
     with pytest.raises(ValueError):
         generate_dataset(tmp_path, **kwargs)
+
+
+def test_generate_data_command_passes_the_knobs_on(tmp_path, capsys):
+    args = ["generate-data", "--out", str(tmp_path), "--num-train", "1", "--num-val", "0"]
+    assert cli.main(args + ["--contrast", "0.2", "0.3", "--edge-softness", "0.5"]) == 0
+    info = json.loads((tmp_path / "annotations/instances_train.json").read_text())["info"]
+    assert info["scene_config"]["contrast"] == [0.2, 0.3]
+    assert info["scene_config"]["edge_softness"] == 0.5
+    assert cli.main(args + ["--contrast", "0.3", "0.2"]) == 2
+    assert "contrast" in capsys.readouterr().err

@@ -6,11 +6,15 @@ A split is named by a string, resolved against a dataset's category list:
 - ``nonvoc``: the reverse.
 - ``E{trial}_A{n}B{80-n}``: the paper's 25 random COCO splits, trial 1..5,
   n in 20, 30, 40, 50, 60 (e.g. ``E1_A20B60``).
-- ``synthetic``: the default split of the synthetic benchmark.
+- ``synthetic``: the synthetic benchmark's default split, two members of every shape
+  family in A and two in B, so every B class has relatives in A.
+- ``synthetic_disjoint``: the synthetic benchmark's control split, three whole families
+  in A and the other three in B, so no B class has a relative in A.
 - ``ids:1,2,3``: A = these category ids, B = every other category.
 - ``names:person,car``: A = the categories with these names, B = every other category.
+- ``all``: every category in A, B empty (full supervision: the oracle).
 
-The COCO splits need COCO's 80 categories (ids and names) and the ``synthetic`` split the
+The COCO splits need COCO's 80 categories (ids and names) and the synthetic splits the
 synthetic benchmark's categories; asking for either on another category list fails.
 """
 
@@ -22,7 +26,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from maskx.data.synthetic.categories import SYNTHETIC_CATEGORIES, SYNTHETIC_SPLIT_A
+from maskx.data.synthetic.categories import SYNTHETIC_CATEGORIES, SYNTHETIC_SPLITS
 
 # COCO's 80 object categories with their standard ids (the same in COCO 2014 and 2017).
 COCO_CATEGORIES: tuple[tuple[int, str], ...] = (
@@ -57,6 +61,9 @@ RANDOM_SPLIT_TRIALS = (1, 2, 3, 4, 5)
 RANDOM_SPLIT_SIZES = (20, 30, 40, 50, 60)
 _RANDOM_SPLIT_SEED = 3
 
+# Full supervision: masks for every class.
+ALL_CLASSES = "all"
+
 _RANDOM_SPLIT_NAME = re.compile(r"E\d+_A\d+B\d+")
 
 
@@ -81,7 +88,7 @@ def coco_random_splits() -> dict[str, tuple[int, ...]]:
 
 def split_names() -> list[str]:
     """The named splits (explicit ``ids:`` / ``names:`` lists come on top of these)."""
-    return ["voc", "nonvoc", *coco_random_splits(), "synthetic"]
+    return ["voc", "nonvoc", *coco_random_splits(), *SYNTHETIC_SPLITS, ALL_CLASSES]
 
 
 def _require_category_list(
@@ -126,14 +133,16 @@ def _explicit_a_ids(name: str, categories: Sequence[Mapping]) -> set[int]:
 
 
 def _a_ids(name: str, categories: Sequence[Mapping]) -> set[int]:
+    if name == ALL_CLASSES:
+        return {int(c["id"]) for c in categories}
     if name.startswith(("ids:", "names:")):
         return _explicit_a_ids(name, categories)
-    if name == "synthetic":
+    if name in SYNTHETIC_SPLITS:
         _require_category_list(
             name, categories, SYNTHETIC_CATEGORIES, "the synthetic benchmark's categories"
         )
         ids_by_name = {n: i for i, n in SYNTHETIC_CATEGORIES}
-        return {ids_by_name[n] for n in SYNTHETIC_SPLIT_A}
+        return {ids_by_name[n] for n in SYNTHETIC_SPLITS[name]}
     coco_splits = {"voc": VOC_CATEGORY_IDS, "nonvoc": NONVOC_CATEGORY_IDS,
                    **coco_random_splits()}
     if name in coco_splits:
@@ -147,7 +156,7 @@ def _a_ids(name: str, categories: Sequence[Mapping]) -> set[int]:
         )
     raise ValueError(
         f"unknown split {name!r}: use voc, nonvoc, E{{trial}}_A{{n}}B{{80-n}}, synthetic, "
-        f"ids:ID,ID,... or names:NAME,NAME,..."
+        f"synthetic_disjoint, all, ids:ID,ID,... or names:NAME,NAME,..."
     )
 
 

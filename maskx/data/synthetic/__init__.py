@@ -1,18 +1,30 @@
-"""The synthetic benchmark: class-specific shapes, occlusion, COCO-format output."""
+"""The synthetic benchmark: shape families, figure-ground ambiguity, COCO-format output."""
 
-from maskx.data.synthetic.categories import SYNTHETIC_CATEGORIES, SYNTHETIC_SPLIT_A
+from maskx.data.synthetic.categories import (
+    FAMILY_PATTERNS,
+    SYNTHETIC_CATEGORIES,
+    SYNTHETIC_DISJOINT_SPLIT_A,
+    SYNTHETIC_SPLIT_A,
+    SYNTHETIC_SPLITS,
+    SYNTHETIC_SUPERCATEGORIES,
+)
 from maskx.data.synthetic.generator import (
     SYNTHETIC_VERSION,
     SceneConfig,
     generate_dataset,
     render_scene,
 )
-from maskx.data.synthetic.shapes import SHAPES
+from maskx.data.synthetic.shapes import FAMILIES, SHAPES
 
 __all__ = [
+    "FAMILIES",
+    "FAMILY_PATTERNS",
     "SHAPES",
     "SYNTHETIC_CATEGORIES",
+    "SYNTHETIC_DISJOINT_SPLIT_A",
+    "SYNTHETIC_SPLITS",
     "SYNTHETIC_SPLIT_A",
+    "SYNTHETIC_SUPERCATEGORIES",
     "SYNTHETIC_VERSION",
     "SceneConfig",
     "generate_dataset",

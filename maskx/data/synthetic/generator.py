@@ -1,13 +1,20 @@
 """The synthetic partially supervised benchmark: scene rendering and COCO-format output.
 
-Design (version 1, fixed before any method is compared on it): images of 256..320 px a
-side on textured backgrounds; 2 to 8 objects each, classes drawn uniformly from 24 shapes,
-random colour and texture per instance; object diameter log-uniform from 12 px to 60% of
-the shorter image side (COCO small, medium and large all occur); mild rotation and aspect
-change that keep the classes apart; objects pasted back to front, so later ones occlude
-earlier ones and every mask is what stays visible. A placement is retried when it would
-leave any object (itself included) with less than half its area or fewer than 24 pixels
-visible, so every painted object is annotated and recognisable.
+Design (version 2, fixed before any method is compared on it): images of 256..320 px a
+side; 2 to 8 objects each, classes drawn uniformly from 24 shapes in 6 families of 4
+(``shapes.FAMILIES``). The members of a family share a base outline and a surface pattern
+kind (``categories.FAMILY_PATTERNS``) and differ in a detail that changes the mask.
+Backgrounds are patchworks of the same pattern kinds, and each object's mean colour lies
+a set distance (``SceneConfig.contrast``) from the mean colour of what it covers, with a
+softened edge (``SceneConfig.edge_softness``): objects are easy to find, but their exact
+outline is not always readable from appearance alone, so knowing the class's shape helps.
+
+Object diameter is log-uniform from 12 px to 60% of the shorter image side (COCO small,
+medium and large all occur), with mild rotation and aspect change that keep the classes
+apart; objects are pasted back to front, so later ones occlude earlier ones and every
+mask is what stays visible. A placement is retried when it would leave any object
+(itself included) with less than half its area or fewer than 24 pixels visible, so every
+painted object is annotated and recognisable.
 
 Every image comes from its own random stream ``(seed, subset, index)``: the output is
 deterministic for a seed, and image k is the same whatever the number of images asked.
@@ -15,26 +22,43 @@ deterministic for a seed, and image k is the same whatever the number of images 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 from pycocotools import mask as mask_utils
 
-from maskx.data.synthetic.categories import SYNTHETIC_CATEGORIES
+from maskx.data.synthetic.categories import (
+    FAMILY_PATTERNS,
+    SYNTHETIC_CATEGORIES,
+    SYNTHETIC_SUPERCATEGORIES,
+)
 from maskx.data.synthetic.shapes import SHAPES
-from maskx.data.synthetic.textures import background, surface
+from maskx.data.synthetic.textures import background, colour_at_distance, grime, surface
 
-SYNTHETIC_VERSION = 1
+SYNTHETIC_VERSION = 2
 SUBSETS = ("train", "val")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class SceneConfig:
-    """Knobs of the scene sampler. The defaults are the benchmark; change only the size."""
+    """Knobs of the scene sampler. The defaults are the benchmark.
+
+    ``contrast`` and ``edge_softness`` set how well appearance alone gives an object's
+    outline away:
+
+    - ``contrast``: range of the RGB distance (channels in [0, 1], so at most sqrt(3))
+      between an object's mean colour and the mean colour of the pixels it covers, drawn
+      uniformly per object. Near 0 an object differs from what it covers only in its
+      pattern; the default keeps objects visible at a glance while their edges fade
+      where the background under them happens to match.
+    - ``edge_softness``: largest standard deviation, in pixels, of the Gaussian blur of
+      an object's edge, drawn uniformly per object from [0, edge_softness]. The mask is
+      the unblurred shape.
+    """
 
     min_image_size: int = 256
     max_image_size: int = 320
@@ -43,13 +67,19 @@ class SceneConfig:
     min_object_size: float = 12.0
     max_object_fraction: float = 0.6
     max_rotation_degrees: float = 20.0
-    max_aspect: float = 1.35
+    # Small enough that the proportions that tell family members apart (thin_plus from
+    # plus, trapezoid from triangle) stay clear.
+    max_aspect: float = 1.2
     min_visible_fraction: float = 0.5
     min_visible_pixels: int = 24
     placement_tries: int = 10
+    contrast: tuple[float, float] = (0.12, 0.4)
+    edge_softness: float = 1.0
+    pattern_amplitude: tuple[float, float] = (0.15, 0.35)
+    background_patterns: bool = True
 
 
-@dataclass
+@dataclasses.dataclass
 class Scene:
     """One rendered image and its instances, listed back to front."""
 
@@ -79,10 +109,19 @@ def _rasterise(shape_name: str, rng: np.random.Generator, config: SceneConfig,
     return SHAPES[shape_name](u, v), (x0, y0, x1, y1)
 
 
+def _soft_alpha(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Opacity [h, w] in [0, 1] of a binary mask whose edge is blurred by ``sigma`` px."""
+    # PIL blurs 8-bit images in C; 8 bits of opacity are plenty under the final noise.
+    opaque = Image.fromarray(mask.astype(np.uint8) * 255)
+    blurred = opaque.filter(ImageFilter.GaussianBlur(sigma))
+    return np.asarray(blurred, dtype=np.float32) * np.float32(1 / 255)
+
+
 def render_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig()) -> Scene:
+    """One scene drawn from ``rng``: background, objects back to front, visible masks."""
     height = int(rng.integers(config.min_image_size, config.max_image_size + 1))
     width = int(rng.integers(config.min_image_size, config.max_image_size + 1))
-    image = background(rng, height, width)
+    image = background(rng, height, width, config.background_patterns)
     owner = np.full((height, width), -1, dtype=np.int32)
     full_areas: list[int] = []
     category_ids: list[int] = []
@@ -108,17 +147,17 @@ def render_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig()) 
             if np.any(np.append(visible, np.count_nonzero(local)) < needed):
                 continue
             region[local] = k
-            # Best of a few random colours against what lies underneath, so that an
-            # object rarely melts into the background by chance.
-            underneath = image[:, cy0:cy1, cx0:cx1][:, local].mean(axis=1)
-            candidates = rng.random((4, 3), dtype=np.float32)
-            colour = candidates[np.argmax(np.abs(candidates - underneath).sum(axis=1))]
-            texture = surface(rng, cy1 - cy0, cx1 - cx0, colour)
-            image[:, cy0:cy1, cx0:cx1][:, local] = texture[:, local]
+            window = image[:, cy0:cy1, cx0:cx1]
+            contrast = rng.uniform(*config.contrast)
+            colour = colour_at_distance(rng, window[:, local].mean(axis=1), contrast)
+            pattern_kind = FAMILY_PATTERNS[SYNTHETIC_SUPERCATEGORIES[shape_name]]
+            texture = surface(rng, pattern_kind, cy1 - cy0, cx1 - cx0, colour, config.pattern_amplitude)
+            alpha = _soft_alpha(local, rng.uniform(0.0, config.edge_softness))
+            window += alpha * (texture - window)
             full_areas.append(full_area)
             category_ids.append(int(category_id))
             break
-    image += np.float32(0.02) * rng.standard_normal(image.shape, dtype=np.float32)
+    image += grime(rng, height, width)
     pixels = (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
     # Built as [K, W, H] so that the H x W x K view is Fortran-ordered, as RLE encoding wants.
     ids = np.arange(len(category_ids), dtype=owner.dtype)[:, None, None]
@@ -167,11 +206,12 @@ def _write_subset(out_dir: Path, subset: str, num_images: int, seed: int,
             "version": str(SYNTHETIC_VERSION),
             "seed": seed,
             "subset": subset,
+            "scene_config": dataclasses.asdict(config),
         },
         "images": images,
         "annotations": annotations,
         "categories": [
-            {"id": cat_id, "name": name, "supercategory": "shape"}
+            {"id": cat_id, "name": name, "supercategory": SYNTHETIC_SUPERCATEGORIES[name]}
             for cat_id, name in SYNTHETIC_CATEGORIES
         ],
     }
@@ -196,6 +236,10 @@ def generate_dataset(out_dir: str | os.PathLike, num_train: int, num_val: int, s
         raise ValueError("need 0 < min_image_size <= max_image_size")
     if config.min_object_size >= config.max_object_fraction * config.min_image_size:
         raise ValueError("images are too small for the smallest objects")
+    if not 0 <= config.contrast[0] <= config.contrast[1] <= np.sqrt(3):
+        raise ValueError("need 0 <= contrast[0] <= contrast[1] <= sqrt(3)")
+    if config.edge_softness < 0:
+        raise ValueError("edge_softness must be non-negative")
     out_dir = Path(out_dir)
     return {
         "train": _write_subset(out_dir, "train", num_train, seed, config),
