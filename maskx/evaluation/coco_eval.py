@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -13,6 +13,7 @@ from maskx.data.coco_api import build_coco, quiet
 from maskx.data.errors import AnnotationError
 from maskx.data.splits import resolve_split
 from maskx.data.validation import load_coco
+from maskx.evaluation.bootstrap import BootstrapResult, bootstrap, draw_resamples, match_images
 from maskx.evaluation.results_file import RESULT_KEYS, iou_types_of, validate_results
 
 # COCOeval.stats[0:6], in its order.
@@ -52,6 +53,7 @@ class SplitEvaluator:
     ``evaluate`` returns ``{"A": {"bbox": {...}, "segm": {...}}, "B": ..., "all": ...}``
     with COCOeval's ``AP, AP50, AP75, APs, APm, APl`` as fractions (-1 where undefined).
     ``split`` is a split name (see ``maskx.data.splits``) or explicit ``(A_ids, B_ids)``.
+    ``evaluate_with_intervals`` adds bootstrap intervals over the validation images.
     """
 
     def __init__(self, annotation_file: str | os.PathLike,
@@ -84,6 +86,52 @@ class SplitEvaluator:
         ``results`` (see ``validate_results``) are checked first; ``results_path`` names
         them in errors.
         """
+        iou_types = self._checked_iou_types(results, iou_types, results_path)
+        if "segm" in iou_types:
+            self._require_masks()
+        metrics: dict[str, dict[str, dict[str, float]]] = {name: {} for name in SUBSETS}
+        for iou_type in iou_types:
+            detections = _detections(self.gt, results, iou_type)
+            for name, category_ids in self._subsets().items():
+                metrics[name][iou_type] = _coco_metrics(self.gt, detections, iou_type, category_ids)
+        return metrics
+
+    def evaluate_with_intervals(self, results_by_name: Mapping[str, list[dict]],
+                                iou_types: Sequence[str] | None = None, num_samples: int = 1000,
+                                seed: int | None = 0) -> BootstrapResult:
+        """Bootstrap intervals of AP, AP50 and AP75 per results list, subset and iou type.
+
+        The validation images are resampled with replacement ``num_samples`` times from
+        ``np.random.default_rng(seed)``; every list is scored on the same resamples, so
+        ``paired_difference(result, name_a, name_b)`` compares two of them. The lists are
+        checked as in ``evaluate`` and named by their keys in errors; ``iou_types``
+        defaults to those every list carries.
+        """
+        if not results_by_name:
+            raise ValueError("no results lists to evaluate")
+        # Drawn first so that a bad num_samples fails before any matching runs.
+        resamples = draw_resamples(len(self.gt.imgs), num_samples, seed)
+        carried = [self._checked_iou_types(results, iou_types, str(name))
+                   for name, results in results_by_name.items()]
+        common = [t for t in carried[0] if all(t in types for types in carried)]
+        if not common:
+            raise ValueError("the results lists carry no iou type in common")
+        if "segm" in common:
+            self._require_masks()
+        subsets = self._subsets()
+        tables = {
+            name: {t: match_images(self.gt, _detections(self.gt, results, t), t, subsets["all"])
+                   for t in common}
+            for name, results in results_by_name.items()
+        }
+        return bootstrap(tables, subsets, resamples)
+
+    def _subsets(self) -> dict[str, list[int]]:
+        return {"A": self.a_ids, "B": self.b_ids, "all": list(self.category_map.category_ids)}
+
+    def _checked_iou_types(self, results: list[dict], iou_types: Sequence[str] | None,
+                           results_path: str) -> list[str]:
+        """Validate ``results``; return ``iou_types``, by default those the results carry."""
         unknown = [t for t in iou_types or () if t not in RESULT_KEYS]
         if unknown:
             raise ValueError(f"unknown iou types {unknown}; use {list(RESULT_KEYS)}")
@@ -94,12 +142,4 @@ class SplitEvaluator:
         if missing:
             raise ValueError(f"{results_path}: results carry no {RESULT_KEYS[missing[0]]!r} "
                              f"for {missing[0]} evaluation")
-        if "segm" in iou_types:
-            self._require_masks()
-        subsets = {"A": self.a_ids, "B": self.b_ids, "all": list(self.category_map.category_ids)}
-        metrics: dict[str, dict[str, dict[str, float]]] = {name: {} for name in SUBSETS}
-        for iou_type in iou_types:
-            detections = _detections(self.gt, results, iou_type)
-            for name, category_ids in subsets.items():
-                metrics[name][iou_type] = _coco_metrics(self.gt, detections, iou_type, category_ids)
-        return metrics
+        return iou_types
