@@ -99,3 +99,35 @@ def tiny_coco(tmp_path) -> TinyCoco:
     annotation_file = tmp_path / "instances_tiny.json"
     annotation_file.write_text(json.dumps(data))
     return TinyCoco(image_dir, annotation_file, data)
+
+
+@pytest.fixture(scope="session")
+def synthetic_samples(synthetic_root):
+    """A few training images and targets of the synthetic set (split 'synthetic')."""
+    from maskx.data import CocoInstanceDataset, coco_layout
+
+    dataset = CocoInstanceDataset(*coco_layout(synthetic_root, "train"), split="synthetic")
+    return dataset, [dataset[i] for i in range(len(dataset))]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_config():
+    """A factory of tiny Mask^X R-CNN configurations (fast on a CPU), keyword overrides
+    replacing top-level fields."""
+    import dataclasses
+
+    from maskx.model import BackboneConfig, BoxHeadConfig, MaskHeadConfig, ModelConfig, RPNConfig
+
+    def make(num_classes: int, **overrides) -> ModelConfig:
+        config = ModelConfig(
+            num_classes=num_classes, min_size=(160,), max_size=256,
+            backbone=BackboneConfig(depth=18, width=0.25, norm="gn", trainable_stages=5, fpn_channels=16),
+            rpn=RPNConfig(anchor_sizes=(8, 16, 32, 64, 128), pre_nms_top_n_train=200, post_nms_top_n_train=100,
+                          pre_nms_top_n_test=150, post_nms_top_n_test=60, batch_size_per_image=64),
+            # score_thresh 0: a random-weight model keeps its detections (scores near 1/C).
+            box=BoxHeadConfig(representation_size=32, batch_size_per_image=48, score_thresh=0.0,
+                              detections_per_image=20),
+            mask=MaskHeadConfig(pool_size=7, conv_layers=2, channels=8))
+        return dataclasses.replace(config, **overrides)
+
+    return make
