@@ -22,6 +22,7 @@
 
 #include "ops/cpu/output_cache.h"
 #include "ops/cpu/parallel_dynamic.h"
+#include "ops/cpu/streaming_store.h"
 #include "ops/paste_masks_checks.h"
 #include "ops/paste_masks_common.h"
 
@@ -39,6 +40,7 @@ struct Scratch {
   std::vector<T> table;         // source rows interpolated at the box's columns
   std::vector<T> values;        // one image row of the box
   std::vector<uint8_t> crop;    // RLE: the thresholded box
+  std::vector<uint8_t> row;     // one output row of the box, before it is streamed out
 };
 
 template <typename scalar_t>
@@ -148,25 +150,30 @@ void paste_dense(const at::Tensor& masks, const std::vector<Geometry>& geo, int6
     const int64_t ya = (task % blocks) * rows_per_task, yb = std::min(ya + rows_per_task, height);
     const Geometry& g = geo[n];
     out_t* image = out + n * height * width;
-    // Rows [ya, ra) and [rb, yb) are outside the box; [ra, rb) inside.
+    // Rows [ya, ra) and [rb, yb) are outside the box; [ra, rb) inside. Every byte of the
+    // task's rows is written once, streamed (the output is far larger than the caches).
     const int64_t ra = g.empty() ? yb : std::clamp(g.y_begin, ya, yb);
     const int64_t rb = g.empty() ? yb : std::clamp(g.y_end, ra, yb);
-    std::memset(image + ya * width, 0, (ra - ya) * width * sizeof(out_t));
+    constexpr int64_t kSize = sizeof(out_t);
+    cpu::stream_bytes(nullptr, (ra - ya) * width * kSize, image + ya * width);
     if (ra < rb) {
       const int64_t cols = g.x_end - g.x_begin;
+      s.row.resize(cols * kSize);
+      out_t* segment = reinterpret_cast<out_t*>(s.row.data());
       paster.rows(n, g, taps.data() + tap_offset[n], ra, rb, s, [&](int64_t y, const T* v) {
-        out_t* row = image + y * width;
-        std::memset(row, 0, g.x_begin * sizeof(out_t));
-        out_t* dst = row + g.x_begin;
         if constexpr (std::is_same_v<out_t, bool>) {
-          for (int64_t j = 0; j < cols; ++j) dst[j] = above(v[j]);
+          for (int64_t j = 0; j < cols; ++j) segment[j] = above(v[j]);
         } else {
-          for (int64_t j = 0; j < cols; ++j) dst[j] = static_cast<out_t>(v[j]);
+          for (int64_t j = 0; j < cols; ++j) segment[j] = static_cast<out_t>(v[j]);
         }
-        std::memset(row + g.x_end, 0, (width - g.x_end) * sizeof(out_t));
+        out_t* row = image + y * width;
+        cpu::stream_bytes(nullptr, g.x_begin * kSize, row);
+        cpu::stream_bytes(segment, cols * kSize, row + g.x_begin);
+        cpu::stream_bytes(nullptr, (width - g.x_end) * kSize, row + g.x_end);
       });
     }
-    std::memset(image + rb * width, 0, (yb - rb) * width * sizeof(out_t));
+    cpu::stream_bytes(nullptr, (yb - rb) * width * kSize, image + rb * width);
+    cpu::stream_fence();
   });
 }
 
