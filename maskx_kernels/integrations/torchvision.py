@@ -106,6 +106,11 @@ def _loops_over_classes(num_boxes: int, device: torch.device) -> bool:
     return num_boxes * 4 > (4000 if device.type == "cpu" else 100_000)
 
 
+def _has_ties(sorted_scores: Tensor) -> bool:
+    """Whether scores in decreasing order hold equal neighbours."""
+    return bool((sorted_scores[1:] == sorted_scores[:-1]).any())
+
+
 def _torchvision_order(ids: Tensor, scores: Tensor) -> Tensor:
     """Positions into maskx's NMS output in the order torchvision's loop over classes
     returns them (`ids`: the kept boxes' indices among the NMS input, `scores` theirs).
@@ -114,7 +119,9 @@ def _torchvision_order(ids: Tensor, scores: Tensor) -> Tensor:
     index, as torchvision's single NMS (a stable sort) orders them. Its loop over classes
     instead sorts the kept scores, taken in index order, with a non-stable sort, which
     orders equal scores its own way; the same sort of the same values gives the same
-    order, so equal scores (common with random weights) come out as torchvision's do."""
+    order, so equal scores (common with random weights) come out as torchvision's do.
+    Without equal scores among the first k + 1 kept, the first k are in the same order
+    in both, which the callers check first."""
     by_index = ids.argsort()
     return by_index[scores[by_index].sort(descending=True)[1]]
 
@@ -177,13 +184,20 @@ class _AcceleratedRoIHeads(RoIHeads):
             scores = scores[:, 1:].masked_fill(small, -1.0)
             # torchvision's candidates: the (row, class) pairs above the threshold.
             candidates = int((scores > self.score_thresh).sum())
+            # Equal scores among the best k + 1 are the only way torchvision's order can
+            # differ (see _torchvision_order); then take every survivor and sort as it does.
+            k = self.detections_per_img
             loop = _loops_over_classes(candidates, scores.device)
             kept_boxes, kept_scores, labels, rows = maskx_kernels.multiclass_nms(
-                boxes, scores, score_thresh, self.nms_thresh, candidates if loop else self.detections_per_img
+                boxes, scores, score_thresh, self.nms_thresh, k + 1 if loop else k
             )
-            if loop:
-                order = _torchvision_order(rows * scores.shape[1] + labels, kept_scores)[: self.detections_per_img]
+            if loop and _has_ties(kept_scores):
+                kept_boxes, kept_scores, labels, rows = maskx_kernels.multiclass_nms(
+                    boxes, scores, score_thresh, self.nms_thresh, candidates
+                )
+                order = _torchvision_order(rows * scores.shape[1] + labels, kept_scores)
                 kept_boxes, kept_scores, labels = kept_boxes[order], kept_scores[order], labels[order]
+            kept_boxes, kept_scores, labels = kept_boxes[:k], kept_scores[:k], labels[:k]
             all_boxes.append(kept_boxes)
             all_scores.append(kept_scores)
             all_labels.append(labels + 1)
@@ -245,9 +259,10 @@ class _AcceleratedRegionProposalNetwork(RegionProposalNetwork):
             keep = torch.where(scores >= self.score_thresh)[0]
             boxes, scores, level = boxes[keep], scores[keep], level[keep]
             keep = maskx_kernels.batched_nms(boxes, scores, level, self.nms_thresh)
-            if _loops_over_classes(boxes.shape[0], boxes.device):
+            top = self.post_nms_top_n()
+            if _loops_over_classes(boxes.shape[0], boxes.device) and _has_ties(scores[keep[: top + 1]]):
                 keep = keep[_torchvision_order(keep, scores[keep])]
-            keep = keep[: self.post_nms_top_n()]
+            keep = keep[:top]
             final_boxes.append(boxes[keep])
             final_scores.append(scores[keep])
         return final_boxes, final_scores
