@@ -22,7 +22,8 @@ build: $(DEPS)
 
 # The cases the project's speed targets are stated on (benchmarks/RESULTS.md).
 DEMO_CASES := (roi_align_forward and 7-2-nchw) or (multi_scale_roi_align and 7-) or (test_nms and 10000) \
-	or (batched_nms and 3000) or (bench_mask_logits and 100-3002) or (bench_transfer_mlp and 3002) or uncached
+	or (batched_nms and 3000) or (bench_mask_logits and 100-3002) or (bench_transfer_mlp and 3002) or uncached \
+	or (bench_paste_masks and thresholded)
 
 demo: build
 	$(PY) -m benchmarks -k "$(DEMO_CASES)"
