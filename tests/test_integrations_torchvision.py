@@ -302,3 +302,14 @@ def test_compiled_model_and_bad_options():
     with pytest.raises(ValueError, match="mask_threshold must be finite"):
         mxtv.accelerate(model, mask_threshold=float("nan"))
     assert not mxtv.is_accelerated(model)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn"])
+def test_same_detections_on_cuda(name):
+    stock = build(name).cuda()
+    inputs = [x.cuda() for x in images()]
+    expected = run(stock, inputs)
+    ours = run(mxtv.accelerate(copy.deepcopy(stock)), inputs)
+    assert_same_detections(expected, ours, BUILDERS[name][1].get("box_detections_per_img", 100))
