@@ -24,7 +24,8 @@ build: $(DEPS)
 # project's speed targets are stated on (benchmarks/RESULTS.md); make bench runs them all.
 DEMO_CASES := (test_roi_align_forward and 7-2-nchw) or (test_multi_scale_roi_align and False-7) \
 	or (test_nms and 10000) or (test_batched_nms and 3000) \
-	or (bench_mask_logits and test_forward and 100-3002 and not backward)
+	or (bench_mask_logits and test_forward and 100-3002 and not backward) \
+	or (bench_paste_masks and thresholded)
 
 # The main job: generate the synthetic benchmark, train a detector and the mask heads on
 # it, evaluate them on held-out images (results/demo/table.md), then the kernel table.

@@ -12,6 +12,7 @@ from maskx_kernels.ops.detection_embedding import detection_embedding
 from maskx_kernels.ops.multi_scale_roi_align import MultiScaleRoIAlign, multi_scale_roi_align
 from maskx_kernels.ops.multiclass_nms import multiclass_nms
 from maskx_kernels.ops.nms import nms
+from maskx_kernels.ops.paste_masks import paste_masks, paste_masks_rle
 from maskx_kernels.ops.per_class_mask_logits import per_class_mask_logits
 from maskx_kernels.ops.per_class_mask_loss import per_class_mask_loss
 from maskx_kernels.ops.roi_align import RoIAlign, roi_align
@@ -28,6 +29,8 @@ __all__ = [
     "multi_scale_roi_align",
     "multiclass_nms",
     "nms",
+    "paste_masks",
+    "paste_masks_rle",
     "per_class_mask_logits",
     "per_class_mask_loss",
     "roi_align",

@@ -198,6 +198,21 @@ def test_segm_needs_ground_truth_masks(tiny_coco):
         evaluator.evaluate([], iou_types=["segm"])
 
 
+def test_encode_masks_accepts_compressed_rles():
+    """The RLE output of maskx_kernels.paste_masks_rle (an accelerated torchvision model
+    with masks="rle") goes into results files as it is, counts as strings."""
+    import maskx_kernels
+
+    masks = torch.rand(3, 28, 28)
+    boxes = torch.tensor([[2.0, 3.0, 20.0, 15.0], [0.0, 0.0, 11.0, 9.0], [5.0, 1.0, 9.0, 14.0]])
+    rles = maskx_kernels.paste_masks_rle(masks, boxes, (16, 24))
+    dense = maskx_kernels.paste_masks(masks, boxes, (16, 24))
+    assert encode_masks(rles) == encode_masks(dense)
+    assert all(isinstance(r["counts"], str) for r in encode_masks(rles))
+    with pytest.raises(ValueError, match="compressed RLE"):
+        encode_masks([{"size": [16, 24]}])
+
+
 def test_encode_masks_accepts_probabilities_and_binary_masks():
     probabilities = torch.zeros((2, 1, 12, 10))
     probabilities[0, 0, 2:5, 3:9] = 0.7

@@ -13,6 +13,8 @@ OPS = [
     "transfer_mlp",
     "per_class_mask_logits",
     "per_class_mask_loss",
+    "paste_masks",
+    "paste_masks_rle",
 ]
 
 

@@ -22,8 +22,11 @@ def encode_masks(masks, threshold: float = 0.5) -> list[dict]:
 
     ``masks`` is [N, 1, H, W] (torchvision's MaskRCNN output) or [N, H, W]; float values
     are probabilities, binarised with ``> threshold``; bool or integer values are taken as
-    binary masks.
+    binary masks. A list of compressed RLEs (``maskx_kernels.paste_masks_rle``, or a
+    model accelerated with ``masks="rle"``) is taken as it is (already thresholded).
     """
+    if isinstance(masks, (list, tuple)):
+        return [_json_rle(rle) for rle in masks]
     masks = _numpy(masks)
     if masks.ndim == 4:
         if masks.shape[1] != 1:
@@ -35,9 +38,15 @@ def encode_masks(masks, threshold: float = 0.5) -> list[dict]:
         return []
     binary = masks > threshold if masks.dtype.kind == "f" else masks.astype(bool)
     rles = mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0).astype(np.uint8)))
-    for rle in rles:
-        rle["counts"] = rle["counts"].decode("ascii")
-    return rles
+    return [_json_rle(rle) for rle in rles]
+
+
+def _json_rle(rle: Mapping) -> dict:
+    """A compressed RLE with string counts."""
+    if not isinstance(rle, Mapping) or "size" not in rle or "counts" not in rle:
+        raise ValueError(f"expected a compressed RLE dict with 'size' and 'counts', got {type(rle).__name__}")
+    counts = rle["counts"]
+    return {"size": [int(v) for v in rle["size"]], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
 
 
 def detections_to_coco_results(

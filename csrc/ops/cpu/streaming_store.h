@@ -29,6 +29,41 @@ inline void stream_copy(const T* src, int64_t n, T* dst) {
   std::copy(src, src + n, dst);
 }
 
+// dst[0, bytes) = src[0, bytes), or zeros when src is null: whole 64-byte lines of dst
+// are streamed, the partial lines at the ends get plain stores (so no line mixes the
+// two; dst may have any alignment). Call stream_fence() before other threads read dst.
+inline void stream_bytes(const void* src, int64_t bytes, void* dst) {
+  uint8_t* d = static_cast<uint8_t*>(dst);
+  const uint8_t* s = static_cast<const uint8_t*>(src);
+#if defined(CPU_CAPABILITY_AVX2)
+  const int64_t head = std::min<int64_t>(bytes, (64 - reinterpret_cast<uintptr_t>(d) % 64) % 64);
+  if (s) {
+    std::copy(s, s + head, d);
+  } else {
+    std::fill(d, d + head, uint8_t(0));
+  }
+  int64_t i = head;
+  const __m256i zero = _mm256_setzero_si256();
+  for (; i + 64 <= bytes; i += 64) {
+    __m256i lo = zero, hi = zero;
+    if (s) {
+      lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i));
+      hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i + 32));
+    }
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i), lo);
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i + 32), hi);
+  }
+  d += i;
+  if (s) s += i;
+  bytes -= i;
+#endif
+  if (s) {
+    std::copy(s, s + bytes, d);
+  } else {
+    std::fill(d, d + bytes, uint8_t(0));
+  }
+}
+
 // Orders this thread's streaming stores before its later stores (and so before the
 // synchronisation that hands the output to another thread).
 inline void stream_fence() {
