@@ -19,7 +19,9 @@ from maskx.config import from_dict
 from maskx.engine.checkpoint import load_checkpoint, periodic_checkpoints
 from maskx.engine.config import RunConfig, load_run_config
 from maskx.engine.metrics import read_metrics
+from maskx.engine.inference import predict
 from maskx.engine.trained_model import load_trained_model
+from maskx.evaluation import encode_masks
 from maskx.engine.trainer import TrainingDiverged, train
 from model_recipes import tiny_recipe
 
@@ -128,6 +130,12 @@ def test_stage_wise_training_of_several_heads_on_one_detector(synthetic_root, tm
         with torch.no_grad():
             detections = trained.use_head(name)(images)
         assert detections[0]["masks"].shape[1:] == (1, 100, 120)
+    # Evaluation's masks (RLE straight from the pasting kernel) are the model's masks.
+    trained.model.roi_heads.score_thresh = 0.0
+    pasted, encoded = predict(trained, images), predict(trained, images, rle=True)
+    for name in heads:
+        assert len(encoded[name][0]["masks"]) == len(pasted[name][0]["boxes"]) > 0
+        assert encode_masks(pasted[name][0]["masks"]) == encode_masks(encoded[name][0]["masks"])
 
 
 def test_stage_mask_needs_a_detector_checkpoint(synthetic_root, tmp_path):

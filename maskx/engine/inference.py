@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
+import maskx_kernels as mk
 from maskx.data import CocoInstanceDataset, collate_detection
 from maskx.engine.trained_model import TrainedModel
 from maskx.evaluation import detections_to_coco_results
@@ -23,11 +24,14 @@ DETECTOR_ONLY = "detector"
 
 
 @torch.inference_mode()
-def predict(trained: TrainedModel, images: list[Tensor], heads: Optional[Sequence[str]] = None) -> dict[str, list[dict]]:
+def predict(trained: TrainedModel, images: list[Tensor], heads: Optional[Sequence[str]] = None, *,
+            rle: bool = False) -> dict[str, list[dict]]:
     """Detections of ``images`` (float [3, H, W] in [0, 1]) with each head's masks.
 
     Returns ``{head name: [per-image torchvision detection dict]}`` with boxes and masks
-    [N, 1, H, W] at each image's own size (torchvision's Mask R-CNN output format).
+    [N, 1, H, W] at each image's own size (torchvision's Mask R-CNN output format); with
+    ``rle`` the masks are COCO compressed RLEs thresholded at 0.5, pasted straight into
+    that form (``paste_masks_rle``: no image-sized mask is ever built).
     """
     model = trained.model
     model.eval()
@@ -47,7 +51,11 @@ def predict(trained: TrainedModel, images: list[Tensor], heads: Optional[Sequenc
     for name in heads:
         per_head = [dict(d) for d in detections]
         model.roi_heads.add_masks(features, per_head, image_list.image_sizes, trained.heads[name], pooled)
+        small_masks = [d.pop("masks") for d in per_head] if rle else None
         outputs[name] = model.transform.postprocess(per_head, image_list.image_sizes, original_sizes)
+        if rle:
+            for detection, masks, size in zip(outputs[name], small_masks, original_sizes):
+                detection["masks"] = mk.paste_masks_rle(masks, detection["boxes"], size)
     return outputs
 
 
@@ -67,7 +75,8 @@ class InferenceRun:
 def run_inference(trained: TrainedModel, dataset: CocoInstanceDataset, *, heads: Optional[Sequence[str]] = None,
                   batch_size: int = 1, device: torch.device | str = "cpu", max_images: Optional[int] = None,
                   num_workers: int = 0, progress: bool = True) -> InferenceRun:
-    """Run every head over ``dataset`` and collect COCO results (masks as compressed RLE)."""
+    """Run every head over ``dataset`` and collect COCO results (masks as compressed RLE,
+    straight from the pasting kernel)."""
     if dataset.category_map.category_ids != trained.category_map.category_ids:
         raise ValueError(f"{dataset.annotation_file}: its categories differ from the model's "
                          f"({len(dataset.category_map)} vs {len(trained.category_map)} categories)")
@@ -81,7 +90,7 @@ def run_inference(trained: TrainedModel, dataset: CocoInstanceDataset, *, heads:
     start = time.perf_counter()
     for images, targets in tqdm(loader, desc="inference", disable=not progress, dynamic_ncols=True,
                                 mininterval=1.0, unit="batch"):
-        outputs = predict(trained, [image.to(device) for image in images], heads)
+        outputs = predict(trained, [image.to(device) for image in images], heads, rle=True)
         image_ids = [target["image_id"] for target in targets]
         for name, detections in outputs.items():
             run.results.setdefault(name, []).extend(

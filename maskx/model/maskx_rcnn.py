@@ -18,12 +18,12 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.rpn import RPNHead
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 
 from maskx.model.backbone import build_backbone
 from maskx.model.config import ModelConfig
 from maskx.model.mask_head import MaskBranch
-from maskx.model.ops import get_ops
+from maskx.model.ops import DetectionOps, get_ops
 from maskx.model.roi_heads import MaskXRoIHeads
 from maskx.model.rpn import RegionProposals
 
@@ -39,6 +39,25 @@ def _box_predictor(representation: int, num_classes: int) -> FastRCNNPredictor:
     nn.init.zeros_(predictor.cls_score.bias)
     nn.init.zeros_(predictor.bbox_pred.bias)
     return predictor
+
+
+class Transform(GeneralizedRCNNTransform):
+    """torchvision's resizing and normalisation; detections are mapped back to the
+    original images with the masks pasted by ``ops``."""
+
+    def __init__(self, *args, ops: DetectionOps, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ops = ops
+
+    def postprocess(self, result: list[dict[str, Tensor]], image_shapes: list[tuple[int, int]],
+                    original_image_sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
+        if self.training:
+            return result
+        for detection, size, original in zip(result, image_shapes, original_image_sizes):
+            detection["boxes"] = resize_boxes(detection["boxes"], size, original)
+            if "masks" in detection:
+                detection["masks"] = self.ops.paste_masks(detection["masks"], detection["boxes"], original)
+        return result
 
 
 def _to_channels_last(module: nn.Module, args: tuple) -> tuple:
@@ -78,8 +97,8 @@ class MaskXRCNN(GeneralizedRCNN):
                                      box.representation_size, ops, embedding)
         roi_heads = MaskXRoIHeads(box_roi_pool, box_head, box_predictor, box, ops, mask_roi_pool, mask_branch)
         # Several min sizes: one drawn per image in training, the last one at inference.
-        transform = GeneralizedRCNNTransform(config.min_size, config.max_size, list(config.image_mean),
-                                             list(config.image_std))
+        transform = Transform(config.min_size, config.max_size, list(config.image_mean), list(config.image_std),
+                              ops=ops)
         super().__init__(backbone, rpn, roi_heads, transform)
         self.config = config
         if config.channels_last:

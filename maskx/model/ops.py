@@ -2,9 +2,9 @@
 
 ``maskx``: the maskx_kernels ops: all FPN levels pooled in one call, detection
 post-processing in one native call, T in one call, and mask logits and loss computed for
-each RoI's own class only. ``torchvision``: torchvision.ops and plain PyTorch, computing
+each RoI's own class only, masks pasted into the image in one call. ``torchvision``: torchvision.ops and plain PyTorch, computing
 what torchvision's Mask R-CNN computes (one RoIAlign call per level, a Python loop of
-per-class NMS, every class's mask logits then a pick). Both sets take the same parameters
+per-class NMS, every class's mask logits then a pick, masks pasted one at a time). Both sets take the same parameters
 and give the same results, so one model can run on either: the torchvision set is the
 reference the maskx set is checked against, and the baseline its speed is measured by.
 """
@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
+from torchvision.models.detection.roi_heads import paste_masks_in_image
 from torchvision.ops import boxes as box_ops
 # Private helpers of torchvision's pooler (pinned torchvision), reused so that the aligned
 # variant below pools exactly as the stock pooler does.
@@ -107,6 +108,9 @@ class DetectionOps:
     # maskx_kernels.per_class_mask_logits / per_class_mask_loss signatures.
     mask_logits: Callable[..., Tensor]
     mask_loss: Callable[..., Tensor]
+    # (masks [N, 1, M, M] probabilities, boxes [N, 4], (height, width)) -> [N, 1, H, W]:
+    # each mask resized into its box of the image (torchvision's paste_masks_in_image).
+    paste_masks: Callable[[Tensor, Tensor, tuple[int, int]], Tensor]
 
 
 MASKX_OPS = DetectionOps(
@@ -118,6 +122,7 @@ MASKX_OPS = DetectionOps(
     transfer=mk.transfer_mlp,
     mask_logits=mk.per_class_mask_logits,
     mask_loss=mk.per_class_mask_loss,
+    paste_masks=lambda masks, boxes, size: mk.paste_masks(masks, boxes, size, threshold=None),
 )
 
 TORCHVISION_OPS = DetectionOps(
@@ -129,6 +134,7 @@ TORCHVISION_OPS = DetectionOps(
     transfer=_transfer_plain,
     mask_logits=plain_mask.per_class_mask_logits,
     mask_loss=plain_mask.per_class_mask_loss,
+    paste_masks=paste_masks_in_image,
 )
 
 _OPS = {ops.name: ops for ops in (MASKX_OPS, TORCHVISION_OPS)}
