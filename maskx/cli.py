@@ -268,6 +268,9 @@ def _add_experiment_parser(subparsers, name: str, default_config: str, help_text
                         help="override an experiment setting (repeatable)")
     parser.add_argument("--out", type=Path, required=True, help="output directory (re-running continues it)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--train-only", action="store_true",
+                        help="train and stop (e.g. one seed per process: --set 'seeds=[1]'); a later "
+                             "run without it finds the trained stages and evaluates")
     return parser
 
 
@@ -291,8 +294,8 @@ def run_experiment(args: argparse.Namespace) -> int:
     from maskx.engine.experiment import Experiment, load_experiment
 
     config = load_experiment(args.config, args.overrides)
-    Experiment(config, args.out, progress=not args.no_progress).run()
-    print(f"table, metrics and predictions written to {args.out}")
+    Experiment(config, args.out, progress=not args.no_progress).run(evaluate=not args.train_only)
+    print(f"{'trained stages' if args.train_only else 'table, metrics and predictions'} written to {args.out}")
     return 0
 
 

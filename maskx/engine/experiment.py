@@ -25,11 +25,12 @@ import numpy as np
 import torch
 
 from maskx.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
-from maskx.data import coco_layout
+from maskx.data import CocoInstanceDataset, coco_layout
+from maskx.data.splits import ALL_CLASSES
 from maskx.data.synthetic import SceneConfig
 from maskx.engine.checkpoint import FINAL_NAME
 from maskx.engine.config import HeadConfig, RunConfig
-from maskx.engine.inference import evaluation_dataset, run_inference
+from maskx.engine.inference import evaluation_dataset, predict, run_inference
 from maskx.engine.trained_model import load_trained_model
 from maskx.engine.trainer import train
 
@@ -210,11 +211,17 @@ class Experiment:
 
     # -- report -----------------------------------------------------------------------
 
-    def run(self) -> dict:
+    def run(self, evaluate: bool = True) -> Optional[dict]:
+        """Data, training of every seed and (with ``evaluate``) the evaluation and report.
+
+        Seeds may be trained by separate processes (``evaluate=False``, one seed each);
+        a final run over all seeds then finds them trained and evaluates."""
         started = time.perf_counter()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.generate_data()
         checkpoints = {seed: self.train_seed(seed) for seed in self.config.seeds}
+        if not evaluate:
+            return None
         bootstrap, models, evaluator = self.evaluate(checkpoints)
         summary = summarise(bootstrap, self.rows(), self.config.seeds, self.config.summary)
         self.timings["total"] = time.perf_counter() - started
@@ -231,13 +238,11 @@ class Experiment:
     def _draw_predictions(self, models, evaluator) -> Optional[Path]:
         if not self.config.prediction_images or not models:
             return None
-        from maskx.engine.inference import predict
         from maskx.visualize import draw_detections, draw_ground_truth, prediction_grid
 
         image_dir, annotation_file = coco_layout(self.data_dir, "val")
-        from maskx.data import CocoInstanceDataset
-
-        dataset = CocoInstanceDataset(image_dir, annotation_file, split=evaluator.a_ids, train=False)
+        # Every instance's mask (the validation set has them all); set B is marked.
+        dataset = CocoInstanceDataset(image_dir, annotation_file, split=ALL_CLASSES, train=False)
         names = evaluator.category_map.names
         b_labels = [evaluator.category_map.label(i) for i in evaluator.b_ids]
         rows = []
@@ -249,7 +254,7 @@ class Experiment:
                 row.append(draw_detections(image, detections, names, b_labels, score_threshold=0.5))
             rows.append(row)
         path = self.out_dir / "predictions.png"
-        prediction_grid(rows, ["ground truth (B: box only)"] + list(models), out_path=path)
+        prediction_grid(rows, ["ground truth"] + list(models), out_path=path)
         return path
 
 
