@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -132,17 +133,34 @@ class Experiment:
         return result
 
     def generate_data(self) -> None:
+        """Generate the benchmark into ``out/data`` unless it is there with this spec.
+
+        The set is written to a private folder and renamed into place, so processes that
+        start together (one per seed) never read a half-written set."""
         from maskx.data.synthetic import SYNTHETIC_VERSION, generate_dataset
 
         spec = self.config.data
-        marker = self.data_dir / "generated.json"
         wanted = {"version": SYNTHETIC_VERSION, **to_dict(spec)}
-        if marker.is_file() and json.loads(marker.read_text()) == wanted:
+
+        def present() -> bool:
+            marker = self.data_dir / "generated.json"
+            return marker.is_file() and json.loads(marker.read_text()) == wanted
+
+        if present():
             self.log(f"data: {self.data_dir} (already generated)")
             return
         self.log(f"data: generating {spec.num_train} training and {spec.num_val} validation images")
-        self._timed("data", generate_dataset, self.data_dir, spec.num_train, spec.num_val, spec.seed, spec.scene)
-        marker.write_text(json.dumps(wanted) + "\n")
+        private = self.out_dir / f".data-{os.getpid()}"
+        self._timed("data", generate_dataset, private, spec.num_train, spec.num_val, spec.seed, spec.scene)
+        (private / "generated.json").write_text(json.dumps(wanted) + "\n")
+        if self.data_dir.exists() and not present():
+            shutil.rmtree(self.data_dir)  # a set of another spec
+        try:
+            os.rename(private, self.data_dir)
+        except OSError:
+            if not present():
+                raise
+            shutil.rmtree(private)  # another process put the same set in place first
 
     def _train(self, key: str, config: RunConfig, run_dir: Path) -> Path:
         final = run_dir / FINAL_NAME
