@@ -27,7 +27,7 @@ def add_generate_data_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="random seed (non-negative)")
     parser.add_argument("--contrast", type=float, nargs=2, metavar=("MIN", "MAX"),
                         help="range of RGB distances between an object's mean colour and what "
-                             "it covers (default: the benchmark's, 0.12 0.4)")
+                             "it covers (default: the benchmark's, 0.3 0.8)")
     parser.add_argument("--edge-softness", type=float,
                         help="largest blur of object edges in pixels (default: the "
                              "benchmark's, 1.0)")

@@ -239,3 +239,20 @@ def test_generate_data_command_passes_the_knobs_on(tmp_path, capsys):
     assert info["scene_config"]["edge_softness"] == 0.5
     assert cli.main(args + ["--contrast", "0.3", "0.2"]) == 2
     assert "contrast" in capsys.readouterr().err
+
+
+def test_pattern_knobs():
+    from maskx.data.synthetic.textures import background, surface
+
+    def roughness(image):  # mean absolute difference between horizontal neighbours
+        return float(np.abs(np.diff(image, axis=2)).mean())
+
+    plain = [roughness(background(np.random.default_rng(s), 96, 96, patterned=False)) for s in range(6)]
+    patterned = [roughness(background(np.random.default_rng(s), 96, 96, patterned=True)) for s in range(6)]
+    assert np.mean(plain) < 0.7 * np.mean(patterned)
+    colour = np.array([0.5, 0.4, 0.6], dtype=np.float32)
+    weak = surface(np.random.default_rng(1), "checker", 40, 40, colour, amplitude=(0.1, 0.1))
+    strong = surface(np.random.default_rng(1), "checker", 40, 40, colour, amplitude=(0.5, 0.5))
+    mean = colour[:, None, None]
+    assert (strong - mean).std() == pytest.approx(5 * (weak - mean).std(), rel=1e-4)
+    np.testing.assert_allclose(strong.mean(axis=(1, 2)), colour, atol=2e-3)
