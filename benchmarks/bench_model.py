@@ -20,9 +20,13 @@ Groups:
 - ``model <config> train/inference: replaced parts``: the operations ``ops`` swaps
   (FPN pooling forward and backward, RPN NMS, mask targets, T, mask logits and loss,
   detection post-processing), replayed on copies of the inputs they received in the
-  step above (the copies are made outside the timed region); mask pasting on its own.
-  The whole step minus these is what the kernels do not touch (backbone, RPN head and anchors, box head FCs, mask head convolutions,
-  resizing and pasting).
+  step above (the copies are made outside the timed region).
+- ``model <config> inference: mask pasting``: the inference pass's mask pasting (also
+  swapped by ``ops``), replayed the same way and timed on its own, since at image size
+  its cost is mostly the fresh memory of its output.
+
+The whole step minus these is what the kernels do not touch: backbone, RPN head and
+anchors, box head FCs, mask head convolutions, resizing.
 """
 from __future__ import annotations
 
