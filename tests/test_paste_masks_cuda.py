@@ -2,10 +2,10 @@
 (the same per-pixel math, so the same bits). Skipped without a CUDA device."""
 import pytest
 import torch
+from test_paste_masks import random_boxes, random_masks
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 
 import maskx_kernels as mk
-from test_paste_masks import random_boxes, random_masks
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 

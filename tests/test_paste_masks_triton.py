@@ -11,9 +11,10 @@ from maskx_kernels.reference import paste_masks as ref
 if os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available():
     pytest.skip("needs TRITON_INTERPRET=1 or a CUDA device", allow_module_level=True)
 
+from test_paste_masks import random_boxes, random_masks  # noqa: E402
+
 import maskx_kernels as mk  # noqa: E402
 from maskx_kernels.triton.paste_masks import paste_masks_triton  # noqa: E402
-from test_paste_masks import random_boxes, random_masks  # noqa: E402
 
 pytestmark = pytest.mark.triton
 DEVICE = "cuda" if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1" else "cpu"

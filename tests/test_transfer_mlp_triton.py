@@ -11,8 +11,10 @@ if os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available():
     pytest.skip("needs TRITON_INTERPRET=1 or a CUDA device", allow_module_level=True)
 
 import maskx_kernels  # noqa: E402,F401  (registers the native ops compared against)
-from maskx_kernels.triton.transfer_mlp import transfer_mlp_triton  # noqa: E402
-from maskx_kernels.triton.transfer_mlp import fits_on_chip  # noqa: E402
+from maskx_kernels.triton.transfer_mlp import (
+    fits_on_chip,  # noqa: E402
+    transfer_mlp_triton,  # noqa: E402
+)
 
 pytestmark = pytest.mark.triton
 DEVICE = "cuda" if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1" else "cpu"
