@@ -24,9 +24,10 @@ using Vec = at::vec::Vectorized<T>;
 
 // Feature rows roi_logits folds into the accumulator per sweep over it; each sweep
 // prefetches the next sweep's rows (the hardware prefetcher stops at every 4 KiB page,
-// which the 3 KiB rows of a 28x28 RoI cross often). Measured on a 2-core AVX2 machine,
-// median forward speed-up over gather+bmm in six alternating runs: 4 rows 1.13x/1.14x
-// (100/512 RoIs), 8 rows 1.21x/1.26x, 8 rows prefetching two sweeps ahead 1.15x/1.21x.
+// which the 3 KiB rows of a 28x28 RoI cross often). Each sweep reads and writes the whole
+// accumulator, so more rows per sweep means fewer passes over it; 8 rows, one sweep
+// ahead, is the fastest of the variants compared in benchmarks/RESULTS.md (fewer rows,
+// and prefetching two sweeps ahead).
 constexpr int64_t kRowsPerSweep = 8;
 
 // Raises IndexError on a class index outside [0, num_classes).

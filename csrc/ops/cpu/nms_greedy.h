@@ -30,11 +30,12 @@ constexpr int64_t kBlock = 128;
 // Classes at least this large are spread over threads one at a time; smaller classes
 // each run on one thread, several classes in parallel.
 constexpr int64_t kLargeClass = 2048;
-// Candidate-vs-kept IoU evaluations (about 0.2 ns each on one AVX2 core) that a thread
-// must have to do before work is split. A fork-join waits for every thread to be
-// scheduled, which on cores shared with other processes costs up to a scheduler tick
-// (milliseconds): measured on a shared 2-core machine, splitting passes of a few
-// million pairs made 50k-box NMS 1.6x slower than one thread.
+// Candidate-vs-kept IoU evaluations that a thread must have to do before work is split.
+// An evaluation is a handful of vector operations, while a fork-join waits for every
+// thread to be scheduled, which on cores shared with other processes costs up to a
+// scheduler tick: only a pass that runs long on one thread compared with that wait is
+// worth splitting (on shared cores, splitting shorter passes made NMS slower than one
+// thread).
 constexpr int64_t kPairsPerTask = 1 << 24;
 // Values per task of the element-wise loops, for the same reason.
 constexpr int64_t kElementsPerTask = 1 << 24;
