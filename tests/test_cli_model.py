@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from model_recipes import TINY_MODEL, tiny_recipe
 from PIL import Image
 
 from maskx import cli
 from maskx.config import from_dict
 from maskx.engine.config import RunConfig
 from maskx.engine.trainer import train
+from model_recipes import TINY_MODEL, tiny_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 

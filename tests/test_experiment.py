@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import yaml
-from model_recipes import TINY_MODEL, tiny_recipe
 from PIL import Image
 
 from maskx.engine.experiment import Experiment, load_experiment
+from model_recipes import TINY_MODEL, tiny_recipe
 
 
 def test_a_tiny_experiment_end_to_end(tmp_path):

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from model_recipes import tiny_recipe
 
 from maskx.config import from_dict
 from maskx.engine.checkpoint import load_checkpoint, periodic_checkpoints
@@ -24,6 +23,7 @@ from maskx.engine.metrics import read_metrics
 from maskx.engine.trained_model import load_trained_model
 from maskx.engine.trainer import TrainingDiverged, train
 from maskx.evaluation import encode_masks
+from model_recipes import tiny_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 
