@@ -1,5 +1,6 @@
 # make demo | make test | make bench: each sets up .venv (pinned dependencies), builds the
-# extension in place, then runs. Everything is incremental after the first run.
+# extension in place, then runs. Everything is incremental after the first run. make lint
+# sets up .venv and runs the linters (no build).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,7 +10,7 @@ export CUDA_HOME ?= /usr/local/cuda
 # variable must be set before anything imports triton.
 TRITON_MODE := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 0 || echo 1)
 
-.PHONY: demo test bench build cuda-build clean
+.PHONY: demo test bench lint build cuda-build clean
 
 $(DEPS): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +36,15 @@ demo: build
 
 test: build
 	TRITON_INTERPRET=$(TRITON_MODE) $(PY) -m pytest tests -q -ra
+
+# Python through ruff (rules and line length in pyproject.toml), C++ and CUDA through
+# clang-format (.clang-format); both pinned in requirements.txt. Fix with
+# `ruff check --fix .` and `clang-format -i` on the files listed.
+CXX_SOURCES = $(shell find csrc -name '*.h' -o -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' | sort)
+
+lint: $(DEPS)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/clang-format --dry-run --Werror $(CXX_SOURCES)
 
 bench: build
 	$(PY) -m benchmarks

@@ -12,7 +12,6 @@ Environment:
 import glob
 import os
 import platform
-import sys
 
 import torch
 from setuptools import find_packages, setup

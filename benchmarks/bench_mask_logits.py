@@ -34,7 +34,7 @@ def gather_bmm_path(features, class_weights, classes, class_bias):
 IMPLS = {"maskx": mk.per_class_mask_logits, "torchvision": torchvision_path, "gather_bmm": gather_bmm_path}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _features(rois):
     """One feature tensor per RoI count, read by every implementation: the reads are
     bound by memory bandwidth, which differs between fresh allocations (page placement)."""

@@ -5,7 +5,7 @@ Skipped without a CUDA device."""
 import pytest
 import torch
 
-from benchmarks.bench_mask_logits import CASES, H, IMPLS, W, make_inputs
+from benchmarks.bench_mask_logits import CASES, IMPLS, H, W, make_inputs
 from benchmarks.timing import cuda_synchronized, run
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

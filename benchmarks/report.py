@@ -1,12 +1,11 @@
 """Turns pytest-benchmark JSON into a table of medians and maskx speed-ups."""
 import json
 from collections import OrderedDict
-from typing import Dict, List
 
 
-def collect(data: dict) -> "OrderedDict[str, Dict[str, float]]":
+def collect(data: dict) -> "OrderedDict[str, dict[str, float]]":
     """group -> impl -> median seconds, in the order the benchmarks ran."""
-    groups: "OrderedDict[str, Dict[str, float]]" = OrderedDict()
+    groups: OrderedDict[str, dict[str, float]] = OrderedDict()
     for bench in data["benchmarks"]:
         impl = bench.get("extra_info", {}).get("impl", bench["name"])
         groups.setdefault(bench["group"] or bench["name"], {})[impl] = bench["stats"]["median"]
@@ -19,7 +18,7 @@ def _ratio(r: float) -> str:
 
 
 def format_table(data: dict) -> str:
-    rows: List[List[str]] = [["case", "impl", "median ms", "maskx speed-up"]]
+    rows: list[list[str]] = [["case", "impl", "median ms", "maskx speed-up"]]
     for group, impls in collect(data).items():
         ours = impls.get("maskx")
         for impl, median in impls.items():

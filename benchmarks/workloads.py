@@ -1,5 +1,4 @@
 """Standard inputs shared by the benchmarks (deterministic for a seed)."""
-from typing import List, Tuple
 
 import torch
 from torch import Tensor
@@ -7,7 +6,7 @@ from torch import Tensor
 IMAGE_SIZE = (800, 1088)  # (height, width) of the padded input batch
 
 
-def detector_boxes(num: int, image_size: Tuple[int, int] = IMAGE_SIZE, seed: int = 0, dtype=torch.float32) -> Tensor:
+def detector_boxes(num: int, image_size: tuple[int, int] = IMAGE_SIZE, seed: int = 0, dtype=torch.float32) -> Tensor:
     """Proposal-like boxes [num, 4] inside the image: log-uniform sides from 16 to 512
     pixels (every FPN level gets RoIs), uniform centres."""
     g = torch.Generator().manual_seed(seed)
@@ -19,7 +18,7 @@ def detector_boxes(num: int, image_size: Tuple[int, int] = IMAGE_SIZE, seed: int
     return torch.cat([lo, hi], dim=1).to(dtype)
 
 
-def detector_rois(num: int, batch: int, image_size: Tuple[int, int] = IMAGE_SIZE, seed: int = 0, dtype=torch.float32) -> Tensor:
+def detector_rois(num: int, batch: int, image_size: tuple[int, int] = IMAGE_SIZE, seed: int = 0, dtype=torch.float32) -> Tensor:
     """[num, 5] rois (batch index first), images in turn."""
     boxes = detector_boxes(num, image_size, seed, dtype)
     index = (torch.arange(num) % batch).to(dtype)[:, None]
@@ -32,7 +31,7 @@ def feature_map(batch: int, channels: int, height: int, width: int, seed: int = 
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def fpn_pyramid(batch: int = 2, channels: int = 256, image_size: Tuple[int, int] = IMAGE_SIZE, seed: int = 0) -> List[Tensor]:
+def fpn_pyramid(batch: int = 2, channels: int = 256, image_size: tuple[int, int] = IMAGE_SIZE, seed: int = 0) -> list[Tensor]:
     """P2-P5 features of an image of image_size (strides 4, 8, 16, 32)."""
     height, width = image_size
     return [feature_map(batch, channels, height // s, width // s, seed + i) for i, s in enumerate((4, 8, 16, 32))]

@@ -49,23 +49,26 @@ PyObject* empty_cpu_cache(PyObject*, PyObject*) {
 }
 
 PyMethodDef methods[] = {
-    {"set_cpu_cache_limit", set_cpu_cache_limit, METH_O, "Sets the CPU output cache's limit in bytes; returns the previous one."},
+    {"set_cpu_cache_limit",
+     set_cpu_cache_limit,
+     METH_O,
+     "Sets the CPU output cache's limit in bytes; returns the previous one."},
     {"cpu_cache_limit", cpu_cache_limit, METH_NOARGS, "The CPU output cache's limit in bytes."},
     {"cpu_cache_bytes", cpu_cache_bytes, METH_NOARGS, "Bytes of freed outputs the CPU output cache holds."},
     {"empty_cpu_cache", empty_cpu_cache, METH_NOARGS, "Returns the CPU output cache's blocks to the system."},
     {nullptr, nullptr, 0, nullptr},
 };
 
-}  // namespace
+} // namespace
 
 // Importing maskx_kernels._C runs the static registrations below and in every op file.
 extern "C" {
 PyObject* PyInit__C(void) {
   static struct PyModuleDef module_def = {
       PyModuleDef_HEAD_INIT,
-      "_C",  // name
+      "_C", // name
       "maskx native kernels, registered as torch.ops.maskx.*",
-      -1,  // no per-module state
+      -1, // no per-module state
       methods,
   };
   return PyModule_Create(&module_def);

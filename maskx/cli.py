@@ -11,8 +11,8 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 
 def add_generate_data_parser(subparsers) -> argparse.ArgumentParser:

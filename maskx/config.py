@@ -16,7 +16,8 @@ import difflib
 import os
 import types
 import typing
-from typing import Any, Literal, Mapping, Sequence, TypeVar, Union
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypeVar, Union
 
 import yaml
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -135,7 +135,7 @@ class _Style:
         self.font = _font(int(np.clip(round(side / 55), 11, 18)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _font(size: int) -> ImageFont.FreeTypeFont:
     # Pillow's built-in scalable font (Aileron); it needs FreeType, which Pillow's wheels have.
     return ImageFont.load_default(size)

@@ -1,5 +1,5 @@
 """Argument checks shared by the Python faces of the ops (eager calls and fake kernels)."""
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor

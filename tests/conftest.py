@@ -1,18 +1,75 @@
-"""Shared data fixtures: a small generated synthetic set and a hand-written COCO file."""
+"""Shared test conventions and data fixtures.
+
+Conventions (import the helpers with ``from conftest import ...``; pytest puts tests/ on
+the path, see pyproject.toml):
+
+- ``@pytest.mark.needs_cuda``: the test needs a CUDA device and is skipped without one.
+  ``@pytest.mark.parametrize("device", cpu_and_cuda())`` runs a test on the CPU and, where
+  there is one, on a CUDA device.
+- ``pytestmark = pytest.mark.triton``: the module runs Triton kernels, on ``TRITON_DEVICE``:
+  on the CPU through the Triton interpreter when TRITON_INTERPRET=1 (set before anything
+  imports triton; ``make test`` does), otherwise on a GPU; skipped with neither.
+- The ``deterministic`` fixture runs a test with torch's deterministic algorithms off
+  ("atomic") and on ("deterministic"); ``deterministic_algorithms(mode)`` sets them for a
+  block.
+
+Data fixtures: a small generated synthetic set and a hand-written COCO file.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
 from maskx.data.synthetic import generate_dataset
+
+CUDA_AVAILABLE = torch.cuda.is_available()
+TRITON_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+TRITON_DEVICE = "cpu" if TRITON_INTERPRET else "cuda"
+
+
+def cpu_and_cuda():
+    """Devices to parametrize a test over: the CUDA one is marked needs_cuda."""
+    return ("cpu", pytest.param("cuda", marks=pytest.mark.needs_cuda))
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_cuda = pytest.mark.skip(reason="needs a CUDA device")
+    skip_triton = pytest.mark.skip(reason="needs TRITON_INTERPRET=1 or a CUDA device")
+    for item in items:
+        if not CUDA_AVAILABLE and item.get_closest_marker("needs_cuda") is not None:
+            item.add_marker(skip_cuda)
+        if not (TRITON_INTERPRET or CUDA_AVAILABLE) and item.get_closest_marker("triton") is not None:
+            item.add_marker(skip_triton)
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(mode: bool):
+    """torch.use_deterministic_algorithms(mode) for a block, restored after it."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(mode)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous, warn_only=warn_only)
+
+
+@pytest.fixture(params=[False, True], ids=["atomic", "deterministic"])
+def deterministic(request):
+    """Runs the test with deterministic algorithms off, then on; the value is the mode."""
+    with deterministic_algorithms(request.param):
+        yield request.param
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ import torchvision
 
 import maskx_kernels
 from maskx_kernels.reference.batched_nms import batched_nms as reference_batched_nms
-from tests.nms_cases import detector_boxes, near_threshold_pairs
+from nms_cases import detector_boxes, near_threshold_pairs
 
 
 def classes(n, num_classes, seed, dtype=torch.int64):
@@ -125,8 +125,7 @@ def test_bad_device():
         maskx_kernels.batched_nms(torch.rand(3, 4), torch.rand(3), torch.zeros(3, dtype=torch.long, device="meta"), 0.5)
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.needs_cuda
 @pytest.mark.parametrize("num_classes", [1, 80, 3000])
 def test_cuda_matches_cpu(num_classes):
     boxes, scores = detector_boxes(5000, seed=num_classes)

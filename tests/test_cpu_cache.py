@@ -8,11 +8,11 @@ import sys
 import pytest
 import torch
 import torchvision
-from mask_logits_cases import make
-from roi_inputs import random_rois
 
 import maskx_kernels as mk
+from mask_logits_cases import make
 from maskx_kernels.reference import mask_logits as ref
+from roi_inputs import random_rois
 
 MiB = 1 << 20
 

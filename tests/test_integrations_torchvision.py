@@ -305,8 +305,7 @@ def test_compiled_model_and_bad_options():
     assert not mxtv.is_accelerated(model)
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.needs_cuda
 @pytest.mark.parametrize("name", ["maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn"])
 def test_same_detections_on_cuda(name):
     stock = build(name).cuda()

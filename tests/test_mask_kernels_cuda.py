@@ -2,13 +2,13 @@
 plain-PyTorch references in float64. Skipped without a CUDA device."""
 import pytest
 import torch
-from mask_logits_cases import TOL, make, reference_in_float64
 
 import maskx_kernels as mk
+from mask_logits_cases import TOL, make, reference_in_float64
 from maskx_kernels.reference import mask_logits as ref
 from maskx_kernels.reference import transfer_mlp as ref_mlp
 
-pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+pytestmark = pytest.mark.needs_cuda
 DEVICE = "cuda"
 SHAPES = [(1, 1, 1, 1, 1), (3, 5, 7, 9, 4), (6, 17, 13, 11, 81), (9, 256, 28, 28, 3002), (5, 33, 2, 5, 2)]
 

@@ -4,11 +4,11 @@ from collections import OrderedDict
 import pytest
 import torch
 import torchvision
-from roi_inputs import random_rois
 
 import maskx_kernels as mk
 from maskx_kernels.ops.multi_scale_roi_align import fpn_levels
 from maskx_kernels.reference import roi_align as ref
+from roi_inputs import random_rois
 
 NAMES = ["p2", "p3", "p4", "p5"]
 

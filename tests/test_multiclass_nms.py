@@ -6,7 +6,7 @@ import torchvision
 
 import maskx_kernels
 from maskx_kernels.reference.multiclass_nms import multiclass_nms as reference_multiclass_nms
-from tests.nms_cases import detector_boxes
+from nms_cases import detector_boxes
 
 
 def detections(rows, num_classes, seed, dtype=torch.float32, per_class=True, peak=4.0):
@@ -166,8 +166,7 @@ def test_bad_device():
         maskx_kernels.multiclass_nms(torch.rand(3, 4), torch.rand(3, 2, device="meta"), 0.1, 0.5, 10)
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.needs_cuda
 @pytest.mark.parametrize("per_class", [True, False])
 @pytest.mark.parametrize("num_classes", [81, 3000])
 def test_cuda_matches_cpu(per_class, num_classes):

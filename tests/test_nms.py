@@ -5,7 +5,7 @@ import torchvision
 
 import maskx_kernels
 from maskx_kernels.reference.nms import nms as reference_nms
-from tests.nms_cases import detector_boxes, near_threshold_pairs
+from nms_cases import detector_boxes, near_threshold_pairs
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 64, 129, 1000, 4099])
@@ -164,8 +164,7 @@ def test_bad_device():
         maskx_kernels.nms(torch.rand(3, 4), torch.rand(3, device="meta"), 0.5)
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.needs_cuda
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
 def test_cuda_matches_cpu(dtype):
     cases = [detector_boxes(n, seed=n, dtype=dtype) for n in (1, 64, 65, 3000)]

@@ -1,22 +1,13 @@
 """The Triton IoU-mask NMS against the reference (in the interpreter on the CPU)."""
-import os
-
 import pytest
 import torch
 
+from conftest import TRITON_DEVICE as DEVICE
 from maskx_kernels.reference.batched_nms import batched_nms as reference_batched_nms
 from maskx_kernels.reference.nms import nms as reference_nms
-from tests.nms_cases import detector_boxes, near_threshold_pairs
+from nms_cases import detector_boxes, near_threshold_pairs
 
-pytestmark = [
-    pytest.mark.triton,
-    pytest.mark.skipif(
-        os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),
-        reason="needs TRITON_INTERPRET=1 or a CUDA device",
-    ),
-]
-
-DEVICE = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
+pytestmark = pytest.mark.triton
 
 
 @pytest.fixture(scope="module")

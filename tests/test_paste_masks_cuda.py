@@ -7,7 +7,7 @@ from torchvision.models.detection.roi_heads import paste_masks_in_image
 import maskx_kernels as mk
 from test_paste_masks import random_boxes, random_masks
 
-pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+pytestmark = pytest.mark.needs_cuda
 
 CASES = [(20, 28, 60, 90, (1.0, 40.0)), (12, 28, 300, 400, (60.0, 380.0)), (100, 28, 800, 1333, (16.0, 600.0))]
 

@@ -1,22 +1,16 @@
 """maskx_kernels.triton.paste_masks against the native kernel and the plain-PyTorch
 reference (on the CPU through TRITON_INTERPRET=1, whose fused multiply-adds are not
 fused: values agree to float rounding, pixels away from the threshold exactly)."""
-import os
-
 import pytest
 import torch
 
+import maskx_kernels as mk
+from conftest import TRITON_DEVICE as DEVICE
 from maskx_kernels.reference import paste_masks as ref
-
-if os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available():
-    pytest.skip("needs TRITON_INTERPRET=1 or a CUDA device", allow_module_level=True)
-
-import maskx_kernels as mk  # noqa: E402
-from maskx_kernels.triton.paste_masks import paste_masks_triton  # noqa: E402
-from test_paste_masks import random_boxes, random_masks  # noqa: E402
+from maskx_kernels.triton.paste_masks import paste_masks_triton
+from test_paste_masks import random_boxes, random_masks
 
 pytestmark = pytest.mark.triton
-DEVICE = "cuda" if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1" else "cpu"
 
 
 def assert_close_pixels(probs, binary, expected, threshold=0.5):

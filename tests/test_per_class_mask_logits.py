@@ -2,9 +2,9 @@
 (maskx_kernels.reference.mask_logits)."""
 import pytest
 import torch
-from mask_logits_cases import BAD_SHARED_ARGS, TOL, good_args, make, reference_in_float64
 
 import maskx_kernels as mk
+from mask_logits_cases import BAD_SHARED_ARGS, TOL, good_args, make, reference_in_float64
 from maskx_kernels.reference import mask_logits as ref
 
 # Channel counts below, at and above the CPU kernel's 8-row sweep, with and without a tail.

@@ -1,27 +1,21 @@
 """Triton kernels of per_class_mask_logits and per_class_mask_loss against the
 plain-PyTorch references (on the CPU through TRITON_INTERPRET=1)."""
-import os
-
 import pytest
 import torch
 
+import maskx_kernels  # noqa: F401  (registers the native ops compared against)
+from conftest import TRITON_DEVICE as DEVICE
 from maskx_kernels.reference import mask_logits as ref
-
-if os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available():
-    pytest.skip("needs TRITON_INTERPRET=1 or a CUDA device", allow_module_level=True)
-
-import maskx_kernels  # noqa: E402,F401  (registers the native ops compared against)
-from maskx_kernels.triton.per_class_mask_logits import (  # noqa: E402
+from maskx_kernels.triton.per_class_mask_logits import (
     per_class_mask_logits_backward_triton,
     per_class_mask_logits_triton,
 )
-from maskx_kernels.triton.per_class_mask_loss import (  # noqa: E402
+from maskx_kernels.triton.per_class_mask_loss import (
     per_class_mask_loss_backward_triton,
     per_class_mask_loss_triton,
 )
 
 pytestmark = pytest.mark.triton
-DEVICE = "cuda" if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1" else "cpu"
 
 
 def make(r, k, h, w, c, dtype=torch.float32, seed=0):

@@ -3,9 +3,9 @@ explicit all-class conv then select over the valid RoIs (maskx_kernels.reference
 import pytest
 import torch
 import torch.nn.functional as F
-from mask_logits_cases import BAD_SHARED_ARGS, TOL, good_args, make, reference_in_float64
 
 import maskx_kernels as mk
+from mask_logits_cases import BAD_SHARED_ARGS, TOL, good_args, make, reference_in_float64
 from maskx_kernels.reference import mask_logits as ref
 
 

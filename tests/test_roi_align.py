@@ -5,10 +5,10 @@ import itertools
 import pytest
 import torch
 import torchvision
-from roi_inputs import random_features, random_rois
 
 import maskx_kernels as mk
 from maskx_kernels.reference import roi_align as ref
+from roi_inputs import random_features, random_rois
 
 TOLERANCE = {
     torch.float64: dict(rtol=1e-9, atol=1e-10),

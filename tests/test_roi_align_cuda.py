@@ -5,20 +5,12 @@ import torch
 import torchvision
 
 import maskx_kernels
+from conftest import deterministic_algorithms
 
-pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+pytestmark = pytest.mark.needs_cuda
 DEVICE = "cuda"
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 2e-5, torch.float16: 5e-3, torch.bfloat16: 4e-2}
 LAYOUTS = ["contiguous", "channels_last", "strided"]
-
-
-@pytest.fixture(params=[False, True], ids=["atomic", "deterministic"])
-def deterministic(request):
-    previous = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(request.param)
-    yield request.param
-    torch.use_deterministic_algorithms(previous, warn_only=warn_only)
 
 
 def in_layout(x, layout):
@@ -93,15 +85,11 @@ def test_deterministic_backward_is_reproducible_and_matches_atomic():
     rois = random_rois(g, 300, 2, 20, 24, 1.0).float().to(DEVICE)
     grad = torch.randn(300, 16, 7, 7, generator=g).to(DEVICE)
     args = (1.0, 7, 7, 2, 16, 20, 24, 0, True)
-    previous = torch.are_deterministic_algorithms_enabled()
-    try:
-        torch.use_deterministic_algorithms(True)
+    with deterministic_algorithms(True):
         first = torch.ops.maskx._roi_align_backward(grad, rois, *args)
         second = torch.ops.maskx._roi_align_backward(grad, rois, *args)
-        torch.use_deterministic_algorithms(False)
+    with deterministic_algorithms(False):
         atomic = torch.ops.maskx._roi_align_backward(grad, rois, *args)
-    finally:
-        torch.use_deterministic_algorithms(previous)
     assert torch.equal(first, second)
     torch.testing.assert_close(first, atomic, rtol=1e-5, atol=1e-4)
 

@@ -2,20 +2,15 @@
 
 Runs on the CPU through the Triton interpreter (TRITON_INTERPRET=1) or on a GPU.
 """
-import os
-
 import pytest
 import torch
 
 import maskx_kernels
+from conftest import TRITON_DEVICE as DEVICE
+from conftest import deterministic_algorithms
 from maskx_kernels.reference import roi_align as reference
 
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-pytestmark = [
-    pytest.mark.triton,
-    pytest.mark.skipif(not INTERPRET and not torch.cuda.is_available(), reason="needs TRITON_INTERPRET=1 or a GPU"),
-]
-DEVICE = "cpu" if INTERPRET else "cuda"
+pytestmark = pytest.mark.triton
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 2e-3}
 
 
@@ -24,14 +19,6 @@ def triton_roi_align():
     from maskx_kernels.triton import roi_align as module
 
     return module
-
-
-@pytest.fixture(params=[False, True], ids=["atomic", "deterministic"])
-def deterministic(request):
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(request.param)
-    yield request.param
-    torch.use_deterministic_algorithms(previous)
 
 
 def random_rois(generator, num_rois, batch, height, width, spatial_scale, dtype):
@@ -130,13 +117,9 @@ def test_deterministic_backward_is_reproducible(triton_roi_align):
     rois[1, 1] = float("inf")
     grad = torch.randn(7, 2, 2, 2, generator=g)
     args = (1.0, 2, 2, 2, 2, 5, 7, 0, True)
-    previous = torch.are_deterministic_algorithms_enabled()
-    try:
-        torch.use_deterministic_algorithms(True)
+    with deterministic_algorithms(True):
         first = torch.ops.maskx_triton._roi_align_backward(grad.to(DEVICE), rois.to(DEVICE), *args)
         second = torch.ops.maskx_triton._roi_align_backward(grad.to(DEVICE), rois.to(DEVICE), *args)
-    finally:
-        torch.use_deterministic_algorithms(previous)
     assert torch.equal(first, second)
     expected = torch.ops.maskx._roi_align_backward(grad[2:], rois[2:], *args)
     torch.testing.assert_close(first.cpu(), expected, rtol=1e-5, atol=1e-5)

@@ -18,11 +18,11 @@ import yaml
 from maskx.config import from_dict
 from maskx.engine.checkpoint import load_checkpoint, periodic_checkpoints
 from maskx.engine.config import RunConfig, load_run_config
-from maskx.engine.metrics import read_metrics
 from maskx.engine.inference import predict
+from maskx.engine.metrics import read_metrics
 from maskx.engine.trained_model import load_trained_model
-from maskx.evaluation import encode_masks
 from maskx.engine.trainer import TrainingDiverged, train
+from maskx.evaluation import encode_masks
 from model_recipes import tiny_recipe
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,21 +1,14 @@
 """Triton kernel of transfer_mlp against the plain-PyTorch chain and the native op (on
 the CPU through TRITON_INTERPRET=1)."""
-import os
-
 import pytest
 import torch
 
+import maskx_kernels  # noqa: F401  (registers the native ops compared against)
+from conftest import TRITON_DEVICE as DEVICE
 from maskx_kernels.reference import transfer_mlp as ref_mlp
-
-if os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available():
-    pytest.skip("needs TRITON_INTERPRET=1 or a CUDA device", allow_module_level=True)
-
-import maskx_kernels  # noqa: E402,F401  (registers the native ops compared against)
-from maskx_kernels.triton.transfer_mlp import transfer_mlp_triton  # noqa: E402
-from maskx_kernels.triton.transfer_mlp import fits_on_chip  # noqa: E402
+from maskx_kernels.triton.transfer_mlp import fits_on_chip, transfer_mlp_triton
 
 pytestmark = pytest.mark.triton
-DEVICE = "cuda" if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1" else "cpu"
 
 
 def make_mlp(widths, classes, dtype=torch.float32, seed=0):

@@ -42,5 +42,5 @@ MASKX_HOST_DEVICE acc_t bce_with_logits_grad(acc_t x, acc_t t) {
   return sigmoid(x) - t;
 }
 
-}  // namespace mask_logits
-}  // namespace maskx
+} // namespace mask_logits
+} // namespace maskx

@@ -19,11 +19,15 @@ void check_boxes_scores(const char* op, const at::Tensor& boxes, const at::Tenso
 void check_idxs(const char* op, const at::Tensor& idxs, const at::Tensor& boxes);
 
 // boxes [N, C, 4] (one box per class) or [N, 4] (shared), scores [N, C].
-void check_multiclass(const at::Tensor& boxes, const at::Tensor& scores, double score_threshold,
-                      double iou_threshold, int64_t max_detections);
+void check_multiclass(
+    const at::Tensor& boxes,
+    const at::Tensor& scores,
+    double score_threshold,
+    double iou_threshold,
+    int64_t max_detections);
 
 // At most max_boxes boxes (a kernel's grid limit).
 void check_box_count(const char* op, int64_t boxes, int64_t max_boxes);
 
-}  // namespace nms
-}  // namespace maskx
+} // namespace nms
+} // namespace maskx

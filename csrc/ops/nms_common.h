@@ -85,8 +85,18 @@ MASKX_HOST_DEVICE T box_area(T x1, T y1, T x2, T y2) {
 // True when box b (with precomputed area) overlaps box a by more than `threshold`, where
 // `threshold` comes from compute_threshold below.
 template <typename T>
-MASKX_HOST_DEVICE bool iou_above(T ax1, T ay1, T ax2, T ay2, T a_area, T bx1, T by1, T bx2, T by2, T b_area,
-                                 T threshold) {
+MASKX_HOST_DEVICE bool iou_above(
+    T ax1,
+    T ay1,
+    T ax2,
+    T ay2,
+    T a_area,
+    T bx1,
+    T by1,
+    T bx2,
+    T by2,
+    T b_area,
+    T threshold) {
   const T w = sub_rn(bx2 < ax2 ? bx2 : ax2, bx1 > ax1 ? bx1 : ax1);
   const T h = sub_rn(by2 < ay2 ? by2 : ay2, by1 > ay1 ? by1 : ay1);
   const T inter = mul_rn(w > T(0) ? w : T(0), h > T(0) ? h : T(0));
@@ -108,5 +118,5 @@ inline T compute_threshold(double threshold) {
   return t;
 }
 
-}  // namespace nms
-}  // namespace maskx
+} // namespace nms
+} // namespace maskx

@@ -9,24 +9,45 @@
 namespace maskx {
 namespace paste_masks {
 
-void check_args(const char* op, const at::Tensor& masks, const at::Tensor& boxes, int64_t height, int64_t width,
-                int64_t padding, std::optional<double> threshold) {
+void check_args(
+    const char* op,
+    const at::Tensor& masks,
+    const at::Tensor& boxes,
+    int64_t height,
+    int64_t width,
+    int64_t padding,
+    std::optional<double> threshold) {
   TORCH_CHECK_VALUE(masks.dim() == 3, op, ": masks must be a [N, M, M] tensor, got shape ", masks.sizes());
-  TORCH_CHECK_VALUE(at::isFloatingType(masks.scalar_type()), op,
-                    ": masks must be float64, float32, float16 or bfloat16, got ", masks.scalar_type());
-  TORCH_CHECK_VALUE(masks.size(1) > 0 && masks.size(2) > 0, op, ": masks must have a positive size, got shape ",
-                    masks.sizes());
-  TORCH_CHECK_VALUE(boxes.dim() == 2 && boxes.size(1) == 4 && boxes.size(0) == masks.size(0), op,
-                    ": boxes must be a [N, 4] tensor with N = ", masks.size(0), " (one box per mask), got shape ",
-                    boxes.sizes());
-  TORCH_CHECK_VALUE(boxes.scalar_type() == at::kFloat || boxes.scalar_type() == at::kDouble, op,
-                    ": boxes must be float32 or float64, got ", boxes.scalar_type());
-  TORCH_CHECK_VALUE(boxes.device() == masks.device(), op, ": boxes are on ", boxes.device(), " but the masks are on ",
-                    masks.device());
-  TORCH_CHECK_VALUE(height >= 0 && width >= 0, op, ": image size must be non-negative, got (", height, ", ", width,
-                    ")");
-  TORCH_CHECK_VALUE(padding >= 0 && padding <= kMaxPadding, op, ": padding must be in [0, ", kMaxPadding, "], got ",
-                    padding);
+  TORCH_CHECK_VALUE(
+      at::isFloatingType(masks.scalar_type()),
+      op,
+      ": masks must be float64, float32, float16 or bfloat16, got ",
+      masks.scalar_type());
+  TORCH_CHECK_VALUE(
+      masks.size(1) > 0 && masks.size(2) > 0, op, ": masks must have a positive size, got shape ", masks.sizes());
+  TORCH_CHECK_VALUE(
+      boxes.dim() == 2 && boxes.size(1) == 4 && boxes.size(0) == masks.size(0),
+      op,
+      ": boxes must be a [N, 4] tensor with N = ",
+      masks.size(0),
+      " (one box per mask), got shape ",
+      boxes.sizes());
+  TORCH_CHECK_VALUE(
+      boxes.scalar_type() == at::kFloat || boxes.scalar_type() == at::kDouble,
+      op,
+      ": boxes must be float32 or float64, got ",
+      boxes.scalar_type());
+  TORCH_CHECK_VALUE(
+      boxes.device() == masks.device(),
+      op,
+      ": boxes are on ",
+      boxes.device(),
+      " but the masks are on ",
+      masks.device());
+  TORCH_CHECK_VALUE(
+      height >= 0 && width >= 0, op, ": image size must be non-negative, got (", height, ", ", width, ")");
+  TORCH_CHECK_VALUE(
+      padding >= 0 && padding <= kMaxPadding, op, ": padding must be in [0, ", kMaxPadding, "], got ", padding);
   if (threshold.has_value()) {
     TORCH_CHECK_VALUE(std::isfinite(*threshold), op, ": threshold must be finite, got ", *threshold);
   }
@@ -38,9 +59,20 @@ void check_box_values(const char* op, const at::Tensor& boxes) {
   for (int64_t n = 0; n < b.size(0); ++n) {
     for (int k = 0; k < 4; ++k) {
       const double x = v[n * 4 + k];
-      TORCH_CHECK_VALUE(std::isfinite(x) && std::abs(x) <= kMaxCoordinate, op, ": box ", n, " = (", v[n * 4], ", ",
-                        v[n * 4 + 1], ", ", v[n * 4 + 2], ", ", v[n * 4 + 3],
-                        ") needs finite coordinates within +-2^30");
+      TORCH_CHECK_VALUE(
+          std::isfinite(x) && std::abs(x) <= kMaxCoordinate,
+          op,
+          ": box ",
+          n,
+          " = (",
+          v[n * 4],
+          ", ",
+          v[n * 4 + 1],
+          ", ",
+          v[n * 4 + 2],
+          ", ",
+          v[n * 4 + 3],
+          ") needs finite coordinates within +-2^30");
     }
   }
 }
@@ -49,8 +81,12 @@ double box_scale(int64_t mask_width, int64_t padding) {
   return static_cast<double>(mask_width + 2 * padding) / static_cast<double>(mask_width);
 }
 
-std::vector<Geometry> geometries(const at::Tensor& boxes, int64_t mask_width, int64_t padding, int64_t height,
-                                 int64_t width) {
+std::vector<Geometry> geometries(
+    const at::Tensor& boxes,
+    int64_t mask_width,
+    int64_t padding,
+    int64_t height,
+    int64_t width) {
   const at::Tensor b = boxes.contiguous();
   const int64_t n = b.size(0);
   std::vector<Geometry> out(n);
@@ -70,7 +106,8 @@ namespace {
 class Runs {
  public:
   void add(uint8_t value, int64_t length) {
-    if (length == 0) return;
+    if (length == 0)
+      return;
     if (value != value_) {
       counts_.push_back(length_);
       value_ = value;
@@ -98,20 +135,22 @@ std::string counts_to_string(const std::vector<int64_t>& counts) {
   s.reserve(counts.size() * 2);
   for (size_t i = 0; i < counts.size(); ++i) {
     int64_t x = counts[i];
-    if (i > 2) x -= counts[i - 2];
+    if (i > 2)
+      x -= counts[i - 2];
     bool more = true;
     while (more) {
       int c = static_cast<int>(x & 0x1f);
-      x >>= 5;  // arithmetic: negative differences end at -1
+      x >>= 5; // arithmetic: negative differences end at -1
       more = (c & 0x10) ? x != -1 : x != 0;
-      if (more) c |= 0x20;
+      if (more)
+        c |= 0x20;
       s.push_back(static_cast<char>(c + 48));
     }
   }
   return s;
 }
 
-}  // namespace
+} // namespace
 
 std::string encode_rle(const uint8_t* crop, const Geometry& g, int64_t height, int64_t width) {
   Runs runs;
@@ -129,7 +168,8 @@ std::string encode_rle(const uint8_t* crop, const Geometry& g, int64_t height, i
       const int64_t j1 = std::min(j0 + kTile, cols);
       for (int64_t j = j0; j < j1; ++j) {
         uint8_t* dst = columns.data() + j * rows;
-        for (int64_t i = i0; i < i1; ++i) dst[i] = crop[i * cols + j];
+        for (int64_t i = i0; i < i1; ++i)
+          dst[i] = crop[i * cols + j];
       }
     }
   }
@@ -157,12 +197,14 @@ std::tuple<at::Tensor, at::Tensor> pack_strings(const std::vector<std::string>& 
   at::Tensor offsets = at::empty({n + 1}, at::TensorOptions().dtype(at::kLong));
   int64_t* o = offsets.data_ptr<int64_t>();
   o[0] = 0;
-  for (int64_t i = 0; i < n; ++i) o[i + 1] = o[i] + static_cast<int64_t>(strings[i].size());
+  for (int64_t i = 0; i < n; ++i)
+    o[i + 1] = o[i] + static_cast<int64_t>(strings[i].size());
   at::Tensor chars = at::empty({o[n]}, at::TensorOptions().dtype(at::kByte));
   uint8_t* c = chars.data_ptr<uint8_t>();
-  for (int64_t i = 0; i < n; ++i) std::memcpy(c + o[i], strings[i].data(), strings[i].size());
+  for (int64_t i = 0; i < n; ++i)
+    std::memcpy(c + o[i], strings[i].data(), strings[i].size());
   return {chars, offsets};
 }
 
-}  // namespace paste_masks
-}  // namespace maskx
+} // namespace paste_masks
+} // namespace maskx

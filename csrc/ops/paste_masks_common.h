@@ -24,7 +24,7 @@ namespace maskx {
 namespace paste_masks {
 
 // Largest absolute box coordinate accepted (the expanded box stays far inside int64).
-constexpr double kMaxCoordinate = 1073741824.0;  // 2^30
+constexpr double kMaxCoordinate = 1073741824.0; // 2^30
 constexpr int64_t kMaxPadding = 65536;
 // ATen's CPU resize takes the four-weight kernel when output height + width <= this.
 constexpr int64_t kSmallOutputExtent = 128;
@@ -59,18 +59,26 @@ MASKX_HOST_DEVICE T mul_rounded(T a, T b) {
 
 // Where one mask lands in the image.
 struct Geometry {
-  int64_t box_x0, box_y0;        // top-left corner of the expanded integer box
-  int64_t width, height;         // size the padded mask is resized to (>= 1)
-  int64_t x_begin, x_end;        // image columns [x_begin, x_end) it covers (maybe none)
-  int64_t y_begin, y_end;        // image rows [y_begin, y_end)
+  int64_t box_x0, box_y0; // top-left corner of the expanded integer box
+  int64_t width, height; // size the padded mask is resized to (>= 1)
+  int64_t x_begin, x_end; // image columns [x_begin, x_end) it covers (maybe none)
+  int64_t y_begin, y_end; // image rows [y_begin, y_end)
 
-  MASKX_HOST_DEVICE bool empty() const { return x_begin >= x_end || y_begin >= y_end; }
+  MASKX_HOST_DEVICE bool empty() const {
+    return x_begin >= x_end || y_begin >= y_end;
+  }
   // ATen's four-weight (channels-last) resize kernel, for small outputs.
-  MASKX_HOST_DEVICE bool small() const { return width + height <= kSmallOutputExtent; }
+  MASKX_HOST_DEVICE bool small() const {
+    return width + height <= kSmallOutputExtent;
+  }
 };
 
-MASKX_HOST_DEVICE int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-MASKX_HOST_DEVICE int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+MASKX_HOST_DEVICE int64_t min64(int64_t a, int64_t b) {
+  return a < b ? a : b;
+}
+MASKX_HOST_DEVICE int64_t max64(int64_t a, int64_t b) {
+  return a > b ? a : b;
+}
 
 // torchvision's expand_boxes (scale = (M + 2 padding) / M in T, as a float32 tensor
 // times a Python float), .to(int64), and paste_mask_in_image's size and clipping. Boxes
@@ -123,7 +131,8 @@ MASKX_HOST_DEVICE Tap<T> resize_tap(int64_t out, int64_t in_size, int64_t out_si
     return t;
   }
   T real = madd(scale, T(static_cast<T>(out) + T(0.5)), T(-0.5));
-  if (real < T(0)) real = T(0);
+  if (real < T(0))
+    real = T(0);
   const int64_t floor_index = static_cast<int64_t>(floor(real));
   t.i0 = min64(floor_index, in_size - 1);
   T lambda = real - static_cast<T>(t.i0);
@@ -158,19 +167,20 @@ MASKX_HOST_DEVICE T four_tap(T a, T b, T c, T d, const Tap<T>& y, const Tap<T>& 
 // 0 <= ox < g.width. `get(i, j)` reads padded-mask sample (row i, column j); the padded
 // mask is in_h x in_w. One pixel at a time (the CUDA kernel, and small boxes on the CPU).
 template <typename T, typename Get>
-MASKX_HOST_DEVICE T resized_pixel(const Geometry& g, int64_t oy, int64_t ox, int64_t in_h, int64_t in_w,
-                                  const Get& get) {
+MASKX_HOST_DEVICE T
+resized_pixel(const Geometry& g, int64_t oy, int64_t ox, int64_t in_h, int64_t in_w, const Get& get) {
   const Tap<T> y = resize_tap<T>(oy, in_h, g.height, resize_scale<T>(in_h, g.height));
   const Tap<T> x = resize_tap<T>(ox, in_w, g.width, resize_scale<T>(in_w, g.width));
   const T a = get(y.i0, x.i0), b = get(y.i0, x.i1), c = get(y.i1, x.i0), d = get(y.i1, x.i1);
-  if (g.small()) return four_tap(a, b, c, d, y, x);
+  if (g.small())
+    return four_tap(a, b, c, d, y, x);
   return lerp_rows(lerp_columns(a, b, x), lerp_columns(c, d, x), y.l0, y.l1);
 }
 
 // Sample (i, j) of the mask padded by `padding` zeros: mask is m_h x m_w, row-major.
 template <typename T, typename scalar_t>
-MASKX_HOST_DEVICE T padded_sample(const scalar_t* mask, int64_t m_h, int64_t m_w, int64_t padding, int64_t i,
-                                  int64_t j) {
+MASKX_HOST_DEVICE T
+padded_sample(const scalar_t* mask, int64_t m_h, int64_t m_w, int64_t padding, int64_t i, int64_t j) {
   const int64_t r = i - padding, c = j - padding;
   return (r >= 0 && r < m_h && c >= 0 && c < m_w) ? static_cast<T>(mask[r * m_w + c]) : T(0);
 }
@@ -187,5 +197,5 @@ MASKX_HOST_DEVICE T rounded_threshold(double threshold) {
   return static_cast<T>(static_cast<scalar_t>(threshold));
 }
 
-}  // namespace paste_masks
-}  // namespace maskx
+} // namespace paste_masks
+} // namespace maskx

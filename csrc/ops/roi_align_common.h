@@ -14,16 +14,23 @@ namespace roi_align {
 
 template <typename T>
 struct RoIGeometry {
-  T start_h, start_w;  // top-left corner in input pixels
-  T bin_h, bin_w;  // bin size in input pixels
-  int64_t grid_h, grid_w;  // samples per bin along each axis
-  T inv_count;  // 1 / samples per bin
+  T start_h, start_w; // top-left corner in input pixels
+  T bin_h, bin_w; // bin size in input pixels
+  int64_t grid_h, grid_w; // samples per bin along each axis
+  T inv_count; // 1 / samples per bin
 };
 
 template <typename T>
 MASKX_HOST_DEVICE RoIGeometry<T> roi_geometry(
-    T x1, T y1, T x2, T y2, T spatial_scale, int64_t pooled_h, int64_t pooled_w,
-    int64_t sampling_ratio, bool aligned) {
+    T x1,
+    T y1,
+    T x2,
+    T y2,
+    T spatial_scale,
+    int64_t pooled_h,
+    int64_t pooled_w,
+    int64_t sampling_ratio,
+    bool aligned) {
   const T offset = aligned ? T(0.5) : T(0);
   RoIGeometry<T> g;
   g.start_w = x1 * spatial_scale - offset;
@@ -103,8 +110,7 @@ MASKX_HOST_DEVICE void add_tap(Tap<T>* taps, int64_t& n, int64_t index, T weight
 // The merged taps of bin `p` along one axis, every weight scaled by `scale`. Writes at
 // most max_bin_axis_taps(...) taps and returns how many.
 template <typename T>
-MASKX_HOST_DEVICE int64_t bin_axis_taps(
-    T start, T bin, int64_t p, int64_t grid, int64_t size, T scale, Tap<T>* taps) {
+MASKX_HOST_DEVICE int64_t bin_axis_taps(T start, T bin, int64_t p, int64_t grid, int64_t size, T scale, Tap<T>* taps) {
   int64_t n = 0;
   for (int64_t i = 0; i < grid; ++i) {
     AxisTaps<T> s;
@@ -140,5 +146,5 @@ MASKX_HOST_DEVICE T axis_weight(T start, T bin, int64_t p, int64_t grid, int64_t
   return weight;
 }
 
-}  // namespace roi_align
-}  // namespace maskx
+} // namespace roi_align
+} // namespace maskx

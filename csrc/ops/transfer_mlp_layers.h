@@ -22,15 +22,23 @@ using ActivationPass = c10::function_ref<void(at::Tensor& out, double slope)>;
 using ActivationGradPass = c10::function_ref<void(at::Tensor& grad, const at::Tensor& activation, double slope)>;
 
 // Returns the output and the hidden layers' activations (what the backward pass reads).
-std::tuple<at::Tensor, std::vector<at::Tensor>> run_layers(const at::Tensor& x, at::TensorList weights,
-                                                           at::TensorList biases, double negative_slope,
-                                                           LinearPass linear, ActivationPass activation);
+std::tuple<at::Tensor, std::vector<at::Tensor>> run_layers(
+    const at::Tensor& x,
+    at::TensorList weights,
+    at::TensorList biases,
+    double negative_slope,
+    LinearPass linear,
+    ActivationPass activation);
 
 // Returns the weights' and biases' gradients and the gradient of the first layer's
 // pre-activation (grad_x is it @ weights[0], formed by autograd only when x needs it).
 std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>, at::Tensor> run_layers_backward(
-    const at::Tensor& grad, const at::Tensor& x, at::TensorList hidden, at::TensorList weights, double negative_slope,
+    const at::Tensor& grad,
+    const at::Tensor& x,
+    at::TensorList hidden,
+    at::TensorList weights,
+    double negative_slope,
     ActivationGradPass activation_grad);
 
-}  // namespace transfer_mlp
-}  // namespace maskx
+} // namespace transfer_mlp
+} // namespace maskx

@@ -13,8 +13,9 @@ Works on any COCO instances file and image folder. The standard layouts::
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable, NoReturn
+from typing import NoReturn
 
 import numpy as np
 import torch

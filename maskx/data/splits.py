@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

@@ -8,7 +8,7 @@ the main process, so ``torch.manual_seed`` makes a run repeatable.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

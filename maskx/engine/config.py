@@ -8,8 +8,9 @@ its checkpoints, and every checkpoint carries it.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Sequence
+from typing import Literal
 
 from maskx.config import ConfigError, apply_overrides, from_dict, load_yaml
 from maskx.model.config import ModelConfig, PredictorConfig
@@ -23,13 +24,13 @@ class DataConfig:
     and ``root/{subset}/``) or explicit annotation files and image folders.
     """
 
-    root: Optional[str] = None
+    root: str | None = None
     train_subset: str = "train"
     val_subset: str = "val"
-    train_annotations: Optional[str] = None
-    train_images: Optional[str] = None
-    val_annotations: Optional[str] = None
-    val_images: Optional[str] = None
+    train_annotations: str | None = None
+    train_images: str | None = None
+    val_annotations: str | None = None
+    val_images: str | None = None
     # Which classes have masks (set A): a split name (voc, nonvoc, E1_A20B60, synthetic,
     # synthetic_disjoint, ids:..., names:...) or "all" for full supervision (the oracle).
     split: str = "synthetic"
@@ -73,7 +74,7 @@ class SolverConfig:
     gamma: float = 0.1
     warmup_iterations: int = 1000
     warmup_factor: float = 0.001
-    clip_grad_norm: Optional[float] = None
+    clip_grad_norm: float | None = None
 
     def check(self) -> None:
         if self.base_lr <= 0 or self.iterations < 1 or self.reference_batch_size < 1:
@@ -94,11 +95,11 @@ class TrainConfig:
     # detector: stage 1, boxes only; mask: stage 2, mask heads on a frozen detector.
     stage: Literal["e2e", "detector", "mask"] = "e2e"
     # Stage "mask": the stage-1 checkpoint to train on.
-    detector: Optional[str] = None
+    detector: str | None = None
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Intra-op threads per process (null: PyTorch's default).
-    threads: Optional[int] = None
+    threads: int | None = None
     log_period: int = 20
     checkpoint_period: int = 500
     keep_checkpoints: int = 3
@@ -116,7 +117,7 @@ class HeadConfig:
     masks from (``split``: null = the run's ``data.split``, "all" = every class)."""
 
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
-    split: Optional[str] = None
+    split: str | None = None
 
 
 @dataclass

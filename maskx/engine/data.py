@@ -10,9 +10,9 @@ uninterrupted run would have seen.
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from maskx.data import CocoInstanceDataset, RandomHorizontalFlip, SeededSampler, coco_layout, collate_detection
 from maskx.engine.config import DataConfig
+
 
 def subset_paths(data: DataConfig, subset: str) -> tuple[Path, Path]:
     """(image folder, annotation file) of the ``train`` or ``val`` subset."""
@@ -43,7 +44,7 @@ class SeededSamples(Dataset):
     def __init__(self, dataset: CocoInstanceDataset, flip_probability: float, cache: bool = False):
         self.dataset = dataset
         self.flip = RandomHorizontalFlip(flip_probability)
-        self.cache: Optional[dict[int, tuple[torch.Tensor, dict]]] = {} if cache else None
+        self.cache: dict[int, tuple[torch.Tensor, dict]] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.dataset)

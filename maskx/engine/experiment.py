@@ -18,12 +18,11 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
-import torch
 
 from maskx.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from maskx.data import CocoInstanceDataset, coco_layout
@@ -229,7 +228,7 @@ class Experiment:
 
     # -- report -----------------------------------------------------------------------
 
-    def run(self, evaluate: bool = True) -> Optional[dict]:
+    def run(self, evaluate: bool = True) -> dict | None:
         """Data, training of every seed and (with ``evaluate``) the evaluation and report.
 
         Seeds may be trained by separate processes (``evaluate=False``, one seed each);
@@ -253,7 +252,7 @@ class Experiment:
         self.log(table)
         return summary
 
-    def _draw_predictions(self, models, evaluator) -> Optional[Path]:
+    def _draw_predictions(self, models, evaluator) -> Path | None:
         if not self.config.prediction_images or not models:
             return None
         from maskx.visualize import draw_detections, draw_ground_truth, prediction_grid

@@ -8,8 +8,8 @@ differ only through their mask heads, and a stage-wise run's heads cost one dete
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -24,7 +24,7 @@ DETECTOR_ONLY = "detector"
 
 
 @torch.inference_mode()
-def predict(trained: TrainedModel, images: list[Tensor], heads: Optional[Sequence[str]] = None, *,
+def predict(trained: TrainedModel, images: list[Tensor], heads: Sequence[str] | None = None, *,
             rle: bool = False) -> dict[str, list[dict]]:
     """Detections of ``images`` (float [3, H, W] in [0, 1]) with each head's masks.
 
@@ -72,8 +72,8 @@ class InferenceRun:
     seconds: float = 0.0
 
 
-def run_inference(trained: TrainedModel, dataset: CocoInstanceDataset, *, heads: Optional[Sequence[str]] = None,
-                  batch_size: int = 1, device: torch.device | str = "cpu", max_images: Optional[int] = None,
+def run_inference(trained: TrainedModel, dataset: CocoInstanceDataset, *, heads: Sequence[str] | None = None,
+                  batch_size: int = 1, device: torch.device | str = "cpu", max_images: int | None = None,
                   num_workers: int = 0, progress: bool = True) -> InferenceRun:
     """Run every head over ``dataset`` and collect COCO results (masks as compressed RLE,
     straight from the pasting kernel)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -23,7 +23,7 @@ from maskx.model import MaskBranch, MaskXRCNN, ModelConfig, PredictorConfig
 E2E_HEAD = "e2e"
 
 
-def _embedding_of(state: dict[str, torch.Tensor], prefix: str) -> Optional[torch.Tensor]:
+def _embedding_of(state: dict[str, torch.Tensor], prefix: str) -> torch.Tensor | None:
     """The fixed class embedding a predictor was built with (``transfer_input: embedding``)."""
     return state.get(f"{prefix}predictor.transfer.embedding")
 
@@ -39,7 +39,7 @@ class TrainedModel:
     split: str
     iteration: int
     path: str
-    head: Optional[str] = None
+    head: str | None = None
 
     def use_head(self, name: str) -> MaskXRCNN:
         """Put head ``name`` in the model (which then predicts its masks) and return the model."""
@@ -49,7 +49,7 @@ class TrainedModel:
         self.head = name
         return self.model
 
-    def to(self, device: torch.device | str) -> "TrainedModel":
+    def to(self, device: torch.device | str) -> TrainedModel:
         self.model.to(device)
         for head in self.heads.values():
             head.to(device)

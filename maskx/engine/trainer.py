@@ -23,7 +23,6 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -67,7 +66,7 @@ class TrainResult:
     iterations: int
     seconds: float
     # Set when a signal stopped the run before its last iteration.
-    interrupted_by: Optional[int] = None
+    interrupted_by: int | None = None
 
 
 class _StopSignals:
@@ -75,7 +74,7 @@ class _StopSignals:
     interrupts at once)."""
 
     def __init__(self):
-        self.signum: Optional[int] = None
+        self.signum: int | None = None
         self._previous = {}
 
     def _handle(self, signum, frame):
@@ -187,7 +186,7 @@ class Trainer:
         """Stage 2's heads: the configured ones, or one with model.predictor."""
         return self.config.heads or {"mask": HeadConfig(predictor=self.config.model.predictor)}
 
-    def _embedding(self, predictor) -> Optional[Tensor]:
+    def _embedding(self, predictor) -> Tensor | None:
         if predictor.kind != "transfer" or predictor.transfer_input != "embedding":
             return None
         return load_class_embedding(predictor.embedding_file, self.category_map.num_classes, self.category_map.names)

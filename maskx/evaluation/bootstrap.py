@@ -11,8 +11,8 @@ differences between them are paired (``paired_difference``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 from pycocotools.coco import COCO

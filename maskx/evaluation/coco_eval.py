@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval

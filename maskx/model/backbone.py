@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 from torchvision.models.detection.backbone_utils import BackboneWithFPN

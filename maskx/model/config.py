@@ -9,7 +9,7 @@ paper's ablation axes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 from maskx.config import ConfigError
 
@@ -29,7 +29,7 @@ class BackboneConfig:
     trainable_stages: int = 3
     fpn_channels: int = 256
     # An ImageNet state-dict file of the torchvision ResNet (fc.* is ignored).
-    weights: Optional[str] = None
+    weights: str | None = None
 
     def check(self) -> None:
         if not 0 < self.width <= 4:
@@ -115,7 +115,7 @@ class PredictorConfig:
 
     kind: Literal["class_agnostic", "class_specific", "transfer"] = "transfer"
     transfer_input: Literal["cls", "box", "cls+box", "randn", "embedding"] = "cls+box"
-    embedding_file: Optional[str] = None
+    embedding_file: str | None = None
     randn_dim: int = 1024
     transfer_layers: int = 2
     transfer_activation: Literal["none", "relu", "leaky_relu"] = "leaky_relu"

@@ -9,7 +9,6 @@ weights load). The branch is what stage-wise training trains, and what several v
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Optional
 
 from torch import Tensor, nn
 from torchvision.ops.misc import Conv2dNormActivation
@@ -45,7 +44,7 @@ class MaskBranch(nn.Module):
     """Mask head + predictor: pooled RoI features -> each RoI's mask logits for its class."""
 
     def __init__(self, in_channels: int, head: MaskHeadConfig, predictor: PredictorConfig, num_classes: int,
-                 box_representation: int, ops: DetectionOps, embedding: Optional[Tensor] = None):
+                 box_representation: int, ops: DetectionOps, embedding: Tensor | None = None):
         super().__init__()
         self.head = MaskHead(in_channels, head)
         self.predictor = MaskPredictor(predictor, num_classes, head.channels, 2 * head.pool_size,

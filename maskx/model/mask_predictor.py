@@ -14,8 +14,6 @@ training and at inference, so the cost does not grow with the number of classes.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor, nn
 
@@ -49,7 +47,7 @@ class MaskPredictor(nn.Module):
     class; ``loss(...)`` their mean per-pixel sigmoid cross-entropy against target masks."""
 
     def __init__(self, config: PredictorConfig, num_classes: int, in_channels: int, resolution: int,
-                 box_representation: int, ops: DetectionOps, embedding: Optional[Tensor] = None):
+                 box_representation: int, ops: DetectionOps, embedding: Tensor | None = None):
         super().__init__()
         self.kind = config.kind
         self.resolution = resolution
@@ -69,7 +67,7 @@ class MaskPredictor(nn.Module):
                 nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
         self.mlp = mlp_branch(config, in_channels, resolution) if config.mlp else None
 
-    def class_weights(self, box_predictor: nn.Module) -> tuple[Tensor, Optional[Tensor]]:
+    def class_weights(self, box_predictor: nn.Module) -> tuple[Tensor, Tensor | None]:
         """The mask logits' weights [C, K] (one row for class_agnostic) and bias."""
         if self.kind == "transfer":
             return self.transfer(box_predictor), None

@@ -10,8 +10,6 @@ targets additionally carry ``has_mask`` (which instances have masks: set A).
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor, nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -73,7 +71,7 @@ class MaskXRCNN(GeneralizedRCNN):
             ``transfer_input`` is ``embedding`` (``load_class_embedding`` reads one).
     """
 
-    def __init__(self, config: ModelConfig, embedding: Optional[Tensor] = None):
+    def __init__(self, config: ModelConfig, embedding: Tensor | None = None):
         ops = get_ops(config.ops)
         backbone = build_backbone(config.backbone)
         channels = backbone.out_channels
@@ -105,7 +103,7 @@ class MaskXRCNN(GeneralizedRCNN):
             self.backbone.to(memory_format=torch.channels_last)
             self.backbone.register_forward_pre_hook(_to_channels_last)
 
-    def new_mask_branch(self, predictor_config, embedding: Optional[Tensor] = None) -> MaskBranch:
+    def new_mask_branch(self, predictor_config, embedding: Tensor | None = None) -> MaskBranch:
         """A freshly initialised mask branch for this model's detector (stage-wise training
         trains several of them on one detector)."""
         config = self.config

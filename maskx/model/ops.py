@@ -11,8 +11,8 @@ reference the maskx set is checked against, and the baseline its speed is measur
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,7 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 from torchvision.ops import boxes as box_ops
+
 # Private helpers of torchvision's pooler (pinned torchvision), reused so that the aligned
 # variant below pools exactly as the stock pooler does.
 from torchvision.ops.poolers import _convert_to_roi_format, _filter_input, _setup_scales

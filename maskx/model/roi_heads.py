@@ -16,8 +16,6 @@ so stage-wise training and evaluation can run several mask branches on one detec
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -31,8 +29,8 @@ from maskx.model.ops import DetectionOps
 
 class MaskXRoIHeads(RoIHeads):
     def __init__(self, box_roi_pool: nn.Module, box_head: nn.Module, box_predictor: nn.Module,
-                 config: BoxHeadConfig, ops: DetectionOps, mask_roi_pool: Optional[nn.Module] = None,
-                 mask_branch: Optional[MaskBranch] = None):
+                 config: BoxHeadConfig, ops: DetectionOps, mask_roi_pool: nn.Module | None = None,
+                 mask_branch: MaskBranch | None = None):
         super().__init__(
             box_roi_pool, box_head, box_predictor,
             config.fg_iou_thresh, config.bg_iou_thresh, config.batch_size_per_image,
@@ -43,7 +41,7 @@ class MaskXRoIHeads(RoIHeads):
         self.mask_branch = mask_branch
 
     def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_shapes: list[tuple[int, int]],
-                targets: Optional[list[dict[str, Tensor]]] = None):
+                targets: list[dict[str, Tensor]] | None = None):
         if not self.training:
             detections = self.detect(features, proposals, image_shapes)
             if self.mask_branch is not None:
@@ -109,7 +107,7 @@ class MaskXRoIHeads(RoIHeads):
 
     def add_masks(self, features: dict[str, Tensor], detections: list[dict[str, Tensor]],
                   image_shapes: list[tuple[int, int]], branch: MaskBranch,
-                  pooled: Optional[Tensor] = None) -> None:
+                  pooled: Tensor | None = None) -> None:
         """Adds ``masks`` [N, 1, M, M] (probabilities of each detection's class) to the
         detections. ``pooled`` (``mask_roi_pool`` of the detections) may be passed in when
         several branches read the same detections."""

@@ -10,7 +10,7 @@ labels only (set B) get masks.
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ ACTIVATION_SLOPE = {"none": 1.0, "relu": 0.0, "leaky_relu": 0.1}
 _DETECTION_INPUTS = ("cls", "box", "cls+box")
 
 
-def input_dim(config: PredictorConfig, box_representation: int, embedding: Optional[Tensor]) -> int:
+def input_dim(config: PredictorConfig, box_representation: int, embedding: Tensor | None) -> int:
     """Width of T's input rows for ``config.transfer_input``."""
     kind = config.transfer_input
     if kind in _DETECTION_INPUTS:
@@ -45,7 +45,7 @@ class WeightTransfer(nn.Module):
     """
 
     def __init__(self, config: PredictorConfig, num_classes: int, box_representation: int,
-                 mask_channels: int, ops: DetectionOps, embedding: Optional[Tensor] = None):
+                 mask_channels: int, ops: DetectionOps, embedding: Tensor | None = None):
         super().__init__()
         self.kind = config.transfer_input
         self.stop_gradient = config.stop_gradient
@@ -82,7 +82,7 @@ class WeightTransfer(nn.Module):
 
 
 def load_class_embedding(path: str | os.PathLike, num_classes: int,
-                         category_names: Optional[Sequence[str]] = None) -> Tensor:
+                         category_names: Sequence[str] | None = None) -> Tensor:
     """A fixed class embedding [num_classes, E] from a file, background row first (zeros).
 
     - ``.npy``: an array with one row per class in label order, ``num_classes - 1`` rows

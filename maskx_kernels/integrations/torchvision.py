@@ -37,7 +37,6 @@ weights and ``state_dict`` are untouched. ``restore`` undoes every swap.
 """
 import contextlib
 import math
-from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -75,7 +74,7 @@ class TorchvisionMultiScaleRoIAlign(maskx_kernels.MultiScaleRoIAlign):
             canonical_level=pooler.canonical_level,
         )
 
-    def forward(self, x: Dict[str, Tensor], boxes: List[Tensor], image_shapes: List[Tuple[int, int]]) -> Tensor:
+    def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
         names = [name for name in x if name in self.featmap_names]
         if names == list(self.featmap_names):
             return super().forward(x, boxes, image_shapes)
@@ -126,7 +125,7 @@ def _torchvision_order(ids: Tensor, scores: Tensor) -> Tensor:
     return by_index[scores[by_index].sort(descending=True)[1]]
 
 
-def _class_logits_layer(predictor: nn.Module) -> Optional[nn.Conv2d]:
+def _class_logits_layer(predictor: nn.Module) -> nn.Conv2d | None:
     """The per-class 1x1 convolution that ends a MaskRCNNPredictor-like predictor
     (an nn.Sequential), or None for a predictor of another form."""
     if not isinstance(predictor, nn.Sequential) or len(predictor) == 0:
@@ -143,7 +142,7 @@ def _class_logits_layer(predictor: nn.Module) -> Optional[nn.Conv2d]:
     return last if plain_1x1 else None
 
 
-def mask_probabilities(predictor: nn.Module, features: Tensor, labels: List[Tensor]) -> List[Tensor]:
+def mask_probabilities(predictor: nn.Module, features: Tensor, labels: list[Tensor]) -> list[Tensor]:
     """torchvision's ``maskrcnn_inference(predictor(features), labels)``: per image, the
     [n_i, 1, M, M] probabilities of each detection's own class. For a MaskRCNNPredictor
     only the detected class's channel is computed (per_class_mask_logits with the sigmoid)."""
@@ -166,9 +165,9 @@ class _AcceleratedRoIHeads(RoIHeads):
         self,
         class_logits: Tensor,
         box_regression: Tensor,
-        proposals: List[Tensor],
-        image_shapes: List[Tuple[int, int]],
-    ) -> Tuple[List[Tensor], List[Tensor], List[Tensor]]:
+        proposals: list[Tensor],
+        image_shapes: list[tuple[int, int]],
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
         if not (0.0 <= self.score_thresh <= 1.0 and 0.0 <= self.nms_thresh <= 1.0):
             return super().postprocess_detections(class_logits, box_regression, proposals, image_shapes)
         sizes = [p.shape[0] for p in proposals]
@@ -205,11 +204,11 @@ class _AcceleratedRoIHeads(RoIHeads):
 
     def forward(
         self,
-        features: Dict[str, Tensor],
-        proposals: List[Tensor],
-        image_shapes: List[Tuple[int, int]],
-        targets: Optional[List[Dict[str, Tensor]]] = None,
-    ) -> Tuple[List[Dict[str, Tensor]], Dict[str, Tensor]]:
+        features: dict[str, Tensor],
+        proposals: list[Tensor],
+        image_shapes: list[tuple[int, int]],
+        targets: list[dict[str, Tensor]] | None = None,
+    ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
         if self.training:
             return super().forward(features, proposals, image_shapes, targets)
         box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
@@ -237,9 +236,9 @@ class _AcceleratedRegionProposalNetwork(RegionProposalNetwork):
         self,
         proposals: Tensor,
         objectness: Tensor,
-        image_shapes: List[Tuple[int, int]],
-        num_anchors_per_level: List[int],
-    ) -> Tuple[List[Tensor], List[Tensor]]:
+        image_shapes: list[tuple[int, int]],
+        num_anchors_per_level: list[int],
+    ) -> tuple[list[Tensor], list[Tensor]]:
         num_images, device = proposals.shape[0], proposals.device
         objectness = objectness.detach().reshape(num_images, -1)
         levels = torch.cat(
@@ -276,10 +275,10 @@ class _AcceleratedTransform(GeneralizedRCNNTransform):
 
     def postprocess(
         self,
-        result: List[Dict[str, Tensor]],
-        image_shapes: List[Tuple[int, int]],
-        original_image_sizes: List[Tuple[int, int]],
-    ) -> List[Dict[str, Tensor]]:
+        result: list[dict[str, Tensor]],
+        image_shapes: list[tuple[int, int]],
+        original_image_sizes: list[tuple[int, int]],
+    ) -> list[dict[str, Tensor]]:
         if self.training:
             return result
         for pred, size, original_size in zip(result, image_shapes, original_image_sizes):
@@ -311,8 +310,8 @@ class _State:
     the names of the modules whose class changed."""
 
     def __init__(self):
-        self.poolers: Dict[str, nn.Module] = {}
-        self.swapped: List[str] = []
+        self.poolers: dict[str, nn.Module] = {}
+        self.swapped: list[str] = []
 
 
 def _check_model(model) -> None:

@@ -7,7 +7,7 @@ kernels beside roi_align's) pools all levels, with no host synchronisation.
 Autograd: csrc/ops/autograd/roi_align_autograd.cpp.
 """
 import math
-from typing import Dict, List, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -75,7 +75,7 @@ def _multi_scale_roi_align_backward_fake(
 
 
 def multi_scale_roi_align(
-    features: List[Tensor],
+    features: list[Tensor],
     rois: Tensor,
     levels: Tensor,
     spatial_scales: Sequence[float],
@@ -132,7 +132,7 @@ class MultiScaleRoIAlign(nn.Module):
 
     def __init__(
         self,
-        featmap_names: List[str],
+        featmap_names: list[str],
         output_size,
         sampling_ratio: int,
         *,
@@ -152,9 +152,9 @@ class MultiScaleRoIAlign(nn.Module):
 
     def forward(
         self,
-        x: Dict[str, Tensor],
-        boxes: List[Tensor],
-        image_shapes: List[Tuple[int, int]],
+        x: dict[str, Tensor],
+        boxes: list[Tensor],
+        image_shapes: list[tuple[int, int]],
     ) -> Tensor:
         """Pools ``boxes[i]`` (Tensor[L_i, 4], image coordinates) from image i of every level."""
         check(len(image_shapes) > 0, lambda: "MultiScaleRoIAlign: image_shapes must not be empty")

@@ -4,7 +4,6 @@ Native kernels: csrc/ops/cpu/multiclass_nms_kernel.cpp and csrc/ops/cuda/multicl
 registered as torch.ops.maskx.multiclass_nms (schema in csrc/ops/multiclass_nms.cpp).
 Autograd: csrc/ops/autograd/multiclass_nms_autograd.cpp.
 """
-from typing import Tuple
 
 import torch
 from torch import Tensor
@@ -47,7 +46,7 @@ def _multiclass_nms_fake(boxes, scores, score_threshold, iou_threshold, max_dete
 
 def multiclass_nms(
     boxes: Tensor, scores: Tensor, score_threshold: float, iou_threshold: float, max_detections: int
-) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Score filter, per-class NMS and top-k in one call (torchvision's
     ``postprocess_detections`` without its Python loop over classes).
 

@@ -11,7 +11,7 @@ registered as torch.ops.maskx.paste_masks / paste_masks_rle (schema in
 csrc/ops/paste_masks.cpp, per-pixel math in csrc/ops/paste_masks_common.h).
 Not differentiable (an inference step).
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -23,7 +23,7 @@ MAX_PADDING = 65536
 
 
 def check_paste_args(
-    op: str, masks: Tensor, boxes: Tensor, height: int, width: int, padding: int, threshold: Optional[float]
+    op: str, masks: Tensor, boxes: Tensor, height: int, width: int, padding: int, threshold: float | None
 ) -> None:
     check(masks.dim() == 3, lambda: f"{op}: masks must be a Tensor[N, M, M], got shape {tuple(masks.shape)}")
     check_float(op, "masks", masks)
@@ -67,7 +67,7 @@ def check_box_values(op: str, boxes: Tensor, always: bool = False) -> None:
         raise ValueError(f"{op}: box {n} = {boxes[n].tolist()} needs finite coordinates within +-2^30")
 
 
-def _image_size(op: str, image_size: Sequence[int]) -> Tuple[int, int]:
+def _image_size(op: str, image_size: Sequence[int]) -> tuple[int, int]:
     check(
         len(image_size) == 2,
         lambda: f"{op}: image_size must be (height, width), got {image_size!r}",
@@ -75,7 +75,7 @@ def _image_size(op: str, image_size: Sequence[int]) -> Tuple[int, int]:
     return image_size[0], image_size[1]
 
 
-def _as_3d(op: str, masks: Tensor) -> Tuple[Tensor, bool]:
+def _as_3d(op: str, masks: Tensor) -> tuple[Tensor, bool]:
     """[N, 1, M_h, M_w] (torchvision's mask shape) as [N, M_h, M_w]."""
     if masks.dim() == 4:
         check(
@@ -107,7 +107,7 @@ def paste_masks(
     masks: Tensor,
     boxes: Tensor,
     image_size: Sequence[int],
-    threshold: Optional[float] = 0.5,
+    threshold: float | None = 0.5,
     padding: int = 1,
 ) -> Tensor:
     """Pastes mask probabilities into image-sized masks, as torchvision's
@@ -151,7 +151,7 @@ def paste_masks_rle(
     image_size: Sequence[int],
     threshold: float = 0.5,
     padding: int = 1,
-) -> List[Dict[str, object]]:
+) -> list[dict[str, object]]:
     """COCO compressed RLE of every pasted, thresholded mask, without the image-sized masks.
 
     ``paste_masks_rle(masks, boxes, size, t)[i]`` equals

@@ -8,7 +8,6 @@ csrc/ops/cuda/per_class_mask_logits_kernel.cu, registered as
 torch.ops.maskx.per_class_mask_logits (schema in csrc/ops/per_class_mask_logits.cpp).
 Autograd: csrc/ops/autograd/per_class_mask_logits_autograd.cpp.
 """
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -33,8 +32,8 @@ def check_mask_logits_args(
     features: Tensor,
     class_weights: Tensor,
     classes: Tensor,
-    class_bias: Optional[Tensor],
-    agnostic_logits: Optional[Tensor],
+    class_bias: Tensor | None,
+    agnostic_logits: Tensor | None,
 ) -> None:
     """Shapes, dtypes and devices of the inputs shared by the logits and loss ops."""
     check(
@@ -98,8 +97,8 @@ def per_class_mask_logits(
     features: Tensor,
     class_weights: Tensor,
     classes: Tensor,
-    class_bias: Optional[Tensor] = None,
-    agnostic_logits: Optional[Tensor] = None,
+    class_bias: Tensor | None = None,
+    agnostic_logits: Tensor | None = None,
     sigmoid: bool = False,
 ) -> Tensor:
     """Mask logits of every RoI for its own class.

@@ -7,7 +7,6 @@ csrc/ops/cpu/per_class_mask_loss_kernel.cpp and csrc/ops/cuda/per_class_mask_los
 registered as torch.ops.maskx.per_class_mask_loss (schema in csrc/ops/per_class_mask_loss.cpp).
 Autograd: csrc/ops/autograd/per_class_mask_loss_autograd.cpp.
 """
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -16,7 +15,7 @@ from maskx_kernels._validation import check, should_check_values
 from maskx_kernels.ops.per_class_mask_logits import check_class_values, check_like_features, check_mask_logits_args
 
 
-def check_mask_loss_args(features: Tensor, targets: Tensor, valid: Optional[Tensor]) -> None:
+def check_mask_loss_args(features: Tensor, targets: Tensor, valid: Tensor | None) -> None:
     op = "per_class_mask_loss"
     r, _, h, w = features.shape
     check(
@@ -61,9 +60,9 @@ def per_class_mask_loss(
     class_weights: Tensor,
     classes: Tensor,
     targets: Tensor,
-    class_bias: Optional[Tensor] = None,
-    agnostic_logits: Optional[Tensor] = None,
-    valid: Optional[Tensor] = None,
+    class_bias: Tensor | None = None,
+    agnostic_logits: Tensor | None = None,
+    valid: Tensor | None = None,
 ) -> Tensor:
     """Mean binary cross-entropy with logits of :func:`per_class_mask_logits` against
     ``targets``, over the pixels of the RoIs where ``valid`` is true.

@@ -4,7 +4,7 @@ Native kernels: csrc/ops/cpu/roi_align_kernel.cpp and csrc/ops/cuda/roi_align_ke
 registered as torch.ops.maskx.roi_align (schema in csrc/ops/roi_align.cpp).
 Autograd: csrc/ops/autograd/roi_align_autograd.cpp.
 """
-from typing import List, Sequence, Union
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from maskx_kernels._validation import check, check_float, check_same_device, pair, should_check_values
 
 
-def boxes_to_rois(boxes: Union[Tensor, Sequence[Tensor]]) -> Tensor:
+def boxes_to_rois(boxes: Tensor | Sequence[Tensor]) -> Tensor:
     """A [K, 5] rois tensor from either itself or a per-image list of [L, 4] boxes."""
     if isinstance(boxes, Tensor):
         check(
@@ -97,7 +97,7 @@ def _roi_align_backward_fake(
 
 def roi_align(
     input: Tensor,
-    boxes: Union[Tensor, List[Tensor]],
+    boxes: Tensor | list[Tensor],
     output_size,
     spatial_scale: float = 1.0,
     sampling_ratio: int = -1,
@@ -135,7 +135,7 @@ class RoIAlign(nn.Module):
         self.sampling_ratio = sampling_ratio
         self.aligned = aligned
 
-    def forward(self, input: Tensor, rois: Union[Tensor, List[Tensor]]) -> Tensor:
+    def forward(self, input: Tensor, rois: Tensor | list[Tensor]) -> Tensor:
         return roi_align(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
 
     def __repr__(self) -> str:

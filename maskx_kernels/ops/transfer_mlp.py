@@ -8,7 +8,7 @@ csrc/ops/transfer_mlp_layers.cpp. Autograd is in C++
 (csrc/ops/autograd/transfer_mlp_autograd.cpp). The single-launch Triton version is
 maskx_kernels.triton.transfer_mlp.transfer_mlp_triton.
 """
-from typing import List, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -56,7 +56,7 @@ def _transfer_mlp_backward_fake(grad, x, hidden, weights, negative_slope):
     )
 
 
-def transfer_mlp(x: Tensor, weights: List[Tensor], biases: List[Tensor], negative_slope: float = 0.1) -> Tensor:
+def transfer_mlp(x: Tensor, weights: list[Tensor], biases: list[Tensor], negative_slope: float = 0.1) -> Tensor:
     """Applies T, a 1- to 3-layer MLP, to every row of ``x`` in one call.
 
     Layer i computes ``h @ weights[i].T + biases[i]`` and is followed by

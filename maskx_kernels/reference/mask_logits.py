@@ -1,6 +1,5 @@
 """Per-class mask logits and loss the way torchvision's MaskRCNNPredictor computes them:
 a 1x1 conv with every class's weights, then the channel of each RoI's class."""
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -11,8 +10,8 @@ def per_class_mask_logits(
     features: Tensor,
     class_weights: Tensor,
     classes: Tensor,
-    class_bias: Optional[Tensor] = None,
-    agnostic_logits: Optional[Tensor] = None,
+    class_bias: Tensor | None = None,
+    agnostic_logits: Tensor | None = None,
     sigmoid: bool = False,
 ) -> Tensor:
     all_classes = F.conv2d(features, class_weights[:, :, None, None], class_bias)  # [R, C, H, W]
@@ -27,9 +26,9 @@ def per_class_mask_loss(
     class_weights: Tensor,
     classes: Tensor,
     targets: Tensor,
-    class_bias: Optional[Tensor] = None,
-    agnostic_logits: Optional[Tensor] = None,
-    valid: Optional[Tensor] = None,
+    class_bias: Tensor | None = None,
+    agnostic_logits: Tensor | None = None,
+    valid: Tensor | None = None,
 ) -> Tensor:
     logits = per_class_mask_logits(features, class_weights, classes, class_bias, agnostic_logits)
     if valid is None:

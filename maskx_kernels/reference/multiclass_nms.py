@@ -5,9 +5,7 @@ the threshold is a candidate carrying that class's box (or the row's shared box)
 candidates, in row-major order, go through per-class NMS (reference.batched_nms); the
 first max_detections survivors are the result.
 """
-from typing import Tuple
 
-import torch
 from torch import Tensor
 
 from maskx_kernels.reference.batched_nms import batched_nms
@@ -15,7 +13,7 @@ from maskx_kernels.reference.batched_nms import batched_nms
 
 def multiclass_nms(
     boxes: Tensor, scores: Tensor, score_threshold: float, iou_threshold: float, max_detections: int
-) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     num_classes = scores.shape[1]
     flat_scores = scores.reshape(-1)
     candidates = (flat_scores.double() > score_threshold).nonzero()[:, 0]

@@ -2,7 +2,7 @@
 kernels, written the way torchvision's paste_masks_in_image computes (expand_boxes, then
 F.interpolate per mask), with the box's part inside the image copied even where
 torchvision's slicing fails (boxes wholly outside the image)."""
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ def pixel_boxes(boxes: Tensor, mask_width: int, padding: int = 1) -> Tensor:
 
 
 def paste_masks(
-    masks: Tensor, boxes: Tensor, image_size: Sequence[int], threshold: Optional[float] = 0.5, padding: int = 1
+    masks: Tensor, boxes: Tensor, image_size: Sequence[int], threshold: float | None = 0.5, padding: int = 1
 ) -> Tensor:
     """masks [N, M_h, M_w], boxes [N, 4] -> [N, H, W] (bool above threshold, or probabilities)."""
     height, width = int(image_size[0]), int(image_size[1])
@@ -44,7 +44,7 @@ def paste_masks(
 
 def paste_masks_rle(
     masks: Tensor, boxes: Tensor, image_size: Sequence[int], threshold: float = 0.5, padding: int = 1
-) -> List[Dict[str, object]]:
+) -> list[dict[str, object]]:
     """pycocotools.mask.encode of each thresholded mask of :func:`paste_masks`."""
     dense = paste_masks(masks, boxes, image_size, threshold, padding)
     return [mask_utils.encode(np.asfortranarray(m.numpy().astype(np.uint8))) for m in dense]

@@ -4,7 +4,7 @@ Slow and simple on purpose: every sample point and its four bilinear taps are sp
 out, so the kernels can be checked against it at any precision (run it in float64).
 """
 import math
-from typing import List, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -93,7 +93,7 @@ def roi_align(
 
 
 def multi_scale_roi_align(
-    features: List[Tensor],
+    features: list[Tensor],
     rois: Tensor,
     levels: Tensor,
     spatial_scales: Sequence[float],

@@ -1,5 +1,5 @@
 """The weight transfer function T written as an explicit chain of nn.functional layers."""
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch.nn.functional as F
 from torch import Tensor

@@ -9,7 +9,6 @@ in one program, holding the removed set in registers. Results equal maskx_kernel
 and batched_nms; on a GPU the compiler may fuse the intersection product into the union's
 subtraction, which can move an IoU within one rounding of the threshold across it.
 """
-from typing import Optional
 
 import numpy as np
 import torch
@@ -17,8 +16,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from maskx_kernels.ops.batched_nms import check_idxs
 from maskx_kernels._validation import check
+from maskx_kernels.ops.batched_nms import check_idxs
 from maskx_kernels.ops.nms import check_boxes_scores, check_threshold
 
 TILE = 64  # boxes per mask word
@@ -86,7 +85,7 @@ def _compute_threshold(threshold: float, dtype: torch.dtype) -> float:
     return float(t)
 
 
-def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, idxs: Optional[Tensor] = None) -> Tensor:
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, idxs: Tensor | None = None) -> Tensor:
     """Greedy NMS with the Triton IoU-mask kernel: the results of maskx_kernels.nms, or of
     maskx_kernels.batched_nms when the class ids ``idxs`` are given."""
     op = "nms" if idxs is None else "batched_nms"

@@ -9,7 +9,7 @@ blocks of BLOCK_X, each pixel computed with ATen's resize taps and, like the nat
 kernels, fused multiply-adds (tl.fma; the interpreter evaluates them unfused, so there
 values may differ in the last bit).
 """
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import triton
@@ -106,7 +106,7 @@ def paste_masks_triton(
     masks: Tensor,
     boxes: Tensor,
     image_size: Sequence[int],
-    threshold: Optional[float] = 0.5,
+    threshold: float | None = 0.5,
     padding: int = 1,
 ) -> Tensor:
     """:func:`maskx_kernels.paste_masks` (same arguments and result) in one launch."""

@@ -6,7 +6,6 @@ block of channels) writes the features' gradient and that RoI's partial weight a
 gradients in one pass over the features; a second kernel sums the partials over the
 RoIs of each class in RoI order. Deterministic, no atomics.
 """
-from typing import Optional, Tuple
 
 import torch
 import triton
@@ -99,8 +98,8 @@ def per_class_mask_logits_triton(
     features: Tensor,
     class_weights: Tensor,
     classes: Tensor,
-    class_bias: Optional[Tensor] = None,
-    agnostic_logits: Optional[Tensor] = None,
+    class_bias: Tensor | None = None,
+    agnostic_logits: Tensor | None = None,
     sigmoid: bool = False,
 ) -> Tensor:
     """per_class_mask_logits (see maskx_kernels.per_class_mask_logits) in one launch."""
@@ -137,7 +136,7 @@ def sum_by_class(partial: Tensor, classes: Tensor, num_classes: int) -> Tensor:
 
 def per_class_mask_logits_backward_triton(
     grad: Tensor, features: Tensor, class_weights: Tensor, classes: Tensor
-) -> Tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients of the logits with respect to features, class_weights and class_bias."""
     r, k, h, w = features.shape
     p = h * w

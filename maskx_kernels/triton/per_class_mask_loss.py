@@ -5,7 +5,6 @@ reduces their binary cross-entropy to one partial sum; the partials are summed i
 order. Backward: the same programs recompute the logits and write (sigmoid(x) - t) *
 grad / count, which then goes through the logits' backward kernels (zero for invalid RoIs).
 """
-from typing import Optional, Tuple
 
 import torch
 import triton
@@ -86,7 +85,7 @@ def _flags(features, class_bias, agnostic_logits, valid):
     )
 
 
-def _pixel_count(features: Tensor, valid: Optional[Tensor]) -> Tensor:
+def _pixel_count(features: Tensor, valid: Tensor | None) -> Tensor:
     """Pixels in the loss (valid RoIs x H x W) as a tensor: no host synchronisation."""
     rois = valid.sum() if valid is not None else torch.tensor(features.shape[0], device=features.device)
     return rois * (features.shape[2] * features.shape[3])
@@ -97,9 +96,9 @@ def per_class_mask_loss_triton(
     class_weights: Tensor,
     classes: Tensor,
     targets: Tensor,
-    class_bias: Optional[Tensor] = None,
-    agnostic_logits: Optional[Tensor] = None,
-    valid: Optional[Tensor] = None,
+    class_bias: Tensor | None = None,
+    agnostic_logits: Tensor | None = None,
+    valid: Tensor | None = None,
 ) -> Tensor:
     """per_class_mask_loss (see maskx_kernels.per_class_mask_loss)."""
     r, k, h, w = features.shape
@@ -122,10 +121,10 @@ def per_class_mask_loss_backward_triton(
     class_weights: Tensor,
     classes: Tensor,
     targets: Tensor,
-    class_bias: Optional[Tensor] = None,
-    agnostic_logits: Optional[Tensor] = None,
-    valid: Optional[Tensor] = None,
-) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    class_bias: Tensor | None = None,
+    agnostic_logits: Tensor | None = None,
+    valid: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients of the loss with respect to features, class_weights, class_bias and
     agnostic_logits."""
     r, k, h, w = features.shape

@@ -10,7 +10,7 @@ carries the rows through the remaining layers with each hidden layer in register
 (padded to a power of two, at most MAX_HIDDEN wide; stored only when the backward pass
 needs it). A 1-layer T instead splits the output columns across programs.
 """
-from typing import List, Sequence, Tuple, Union
+from collections.abc import Sequence
 
 import torch
 import triton
@@ -143,7 +143,7 @@ def _transfer_mlp_kernel(x_ptr, w0_ptr, b0_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, 
                      slope, NUM_LAYERS, STORE_HIDDEN, BLOCK_N, P1, P2, ACC, PRECISION)
 
 
-def _num_splits(row_blocks: int, d_in: int, device: torch.device) -> Tuple[int, int]:
+def _num_splits(row_blocks: int, d_in: int, device: torch.device) -> tuple[int, int]:
     """(splits, k_chunk): enough K slices of BLOCK_K multiples to give every
     multiprocessor PROGRAMS_PER_SM programs, at most MAX_SPLITS."""
     sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
@@ -163,7 +163,7 @@ def _precision(x: Tensor) -> str:
 
 def transfer_mlp_triton(
     x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor], negative_slope: float = 0.1, return_hidden: bool = False
-) -> Union[Tensor, Tuple[Tensor, List[Tensor]]]:
+) -> Tensor | tuple[Tensor, list[Tensor]]:
     """transfer_mlp (see maskx_kernels.transfer_mlp) in one launch. Hidden layers must be
     at most MAX_HIDDEN wide (see fits_on_chip). With return_hidden, also returns the
     hidden layers' activations (what the backward pass needs)."""

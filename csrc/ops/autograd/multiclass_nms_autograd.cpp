@@ -16,10 +16,12 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_op(const at::Tensor& boxes,
-                                                                      const at::Tensor& scores,
-                                                                      double score_threshold, double iou_threshold,
-                                                                      int64_t max_detections) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_op(
+    const at::Tensor& boxes,
+    const at::Tensor& scores,
+    double score_threshold,
+    double iou_threshold,
+    int64_t max_detections) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("maskx::multiclass_nms", "")
                        .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
@@ -29,8 +31,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_op(const at::
 
 class MulticlassNMS : public torch::autograd::Function<MulticlassNMS> {
  public:
-  static variable_list forward(AutogradContext* ctx, const at::Tensor& boxes, const at::Tensor& scores,
-                               double score_threshold, double iou_threshold, int64_t max_detections) {
+  static variable_list forward(
+      AutogradContext* ctx,
+      const at::Tensor& boxes,
+      const at::Tensor& scores,
+      double score_threshold,
+      double iou_threshold,
+      int64_t max_detections) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     auto [kept_boxes, kept_scores, labels, indices] =
         forward_op(boxes, scores, score_threshold, iou_threshold, max_detections);
@@ -45,8 +52,7 @@ class MulticlassNMS : public torch::autograd::Function<MulticlassNMS> {
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor &labels = saved[0], &indices = saved[1];
     const at::Tensor &grad_boxes = grad_outputs[0], &grad_scores = grad_outputs[1];
-    at::Tensor grad_in_boxes =
-        at::zeros_symint(ctx->saved_data["boxes_shape"].toSymIntVector(), grad_boxes.options());
+    at::Tensor grad_in_boxes = at::zeros_symint(ctx->saved_data["boxes_shape"].toSymIntVector(), grad_boxes.options());
     c10::List<std::optional<at::Tensor>> where;
     where.push_back(indices);
     if (grad_in_boxes.dim() == 3) {
@@ -63,18 +69,21 @@ class MulticlassNMS : public torch::autograd::Function<MulticlassNMS> {
   }
 };
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> multiclass_nms_autograd(const at::Tensor& boxes,
-                                                                                   const at::Tensor& scores,
-                                                                                   double score_threshold,
-                                                                                   double iou_threshold,
-                                                                                   int64_t max_detections) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> multiclass_nms_autograd(
+    const at::Tensor& boxes,
+    const at::Tensor& scores,
+    double score_threshold,
+    double iou_threshold,
+    int64_t max_detections) {
   variable_list out = MulticlassNMS::apply(boxes, scores, score_threshold, iou_threshold, max_detections);
   return {out[0], out[1], out[2], out[3]};
 }
 
-}  // namespace
+} // namespace
 
-TORCH_LIBRARY_IMPL(maskx, Autograd, m) { m.impl("multiclass_nms", &multiclass_nms_autograd); }
+TORCH_LIBRARY_IMPL(maskx, Autograd, m) {
+  m.impl("multiclass_nms", &multiclass_nms_autograd);
+}
 
-}  // namespace nms
-}  // namespace maskx
+} // namespace nms
+} // namespace maskx

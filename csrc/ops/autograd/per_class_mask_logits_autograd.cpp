@@ -16,30 +16,47 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-at::Tensor forward_op(const at::Tensor& features, const at::Tensor& class_weights, const at::Tensor& classes,
-                      const std::optional<at::Tensor>& class_bias, const std::optional<at::Tensor>& agnostic_logits,
-                      bool sigmoid) {
+at::Tensor forward_op(
+    const at::Tensor& features,
+    const at::Tensor& class_weights,
+    const at::Tensor& classes,
+    const std::optional<at::Tensor>& class_bias,
+    const std::optional<at::Tensor>& agnostic_logits,
+    bool sigmoid) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("maskx::per_class_mask_logits", "")
-                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                         const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, bool)>();
+                       .typed<at::Tensor(
+                           const at::Tensor&,
+                           const at::Tensor&,
+                           const at::Tensor&,
+                           const std::optional<at::Tensor>&,
+                           const std::optional<at::Tensor>&,
+                           bool)>();
   return op.call(features, class_weights, classes, class_bias, agnostic_logits, sigmoid);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_op(const at::Tensor& grad, const at::Tensor& features,
-                                                           const at::Tensor& class_weights, const at::Tensor& classes) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_op(
+    const at::Tensor& grad,
+    const at::Tensor& features,
+    const at::Tensor& class_weights,
+    const at::Tensor& classes) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("maskx::_per_class_mask_logits_backward", "")
-                       .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
-                                                                             const at::Tensor&, const at::Tensor&)>();
+                       .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+                           const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&)>();
   return op.call(grad, features, class_weights, classes);
 }
 
 class PerClassMaskLogits : public torch::autograd::Function<PerClassMaskLogits> {
  public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& features, const at::Tensor& class_weights,
-                            const at::Tensor& classes, const std::optional<at::Tensor>& class_bias,
-                            const std::optional<at::Tensor>& agnostic_logits, bool sigmoid) {
+  static at::Tensor forward(
+      AutogradContext* ctx,
+      const at::Tensor& features,
+      const at::Tensor& class_weights,
+      const at::Tensor& classes,
+      const std::optional<at::Tensor>& class_bias,
+      const std::optional<at::Tensor>& agnostic_logits,
+      bool sigmoid) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     at::Tensor out = forward_op(features, class_weights, classes, class_bias, agnostic_logits, sigmoid);
     // With sigmoid the output (the probabilities) gives the sigmoid's derivative.
@@ -65,20 +82,31 @@ class PerClassMaskLogits : public torch::autograd::Function<PerClassMaskLogits> 
     if (ctx->needs_input_grad(0) || ctx->needs_input_grad(1) || (has_bias && ctx->needs_input_grad(3))) {
       std::tie(grad_features, grad_weights, grad_bias) = backward_op(grad, features, class_weights, classes);
     }
-    return {grad_features, grad_weights,           at::Tensor(),
-            has_bias ? grad_bias : at::Tensor(), has_agnostic ? grad : at::Tensor(), at::Tensor()};
+    return {
+        grad_features,
+        grad_weights,
+        at::Tensor(),
+        has_bias ? grad_bias : at::Tensor(),
+        has_agnostic ? grad : at::Tensor(),
+        at::Tensor()};
   }
 };
 
-at::Tensor per_class_mask_logits_autograd(const at::Tensor& features, const at::Tensor& class_weights,
-                                          const at::Tensor& classes, const std::optional<at::Tensor>& class_bias,
-                                          const std::optional<at::Tensor>& agnostic_logits, bool sigmoid) {
+at::Tensor per_class_mask_logits_autograd(
+    const at::Tensor& features,
+    const at::Tensor& class_weights,
+    const at::Tensor& classes,
+    const std::optional<at::Tensor>& class_bias,
+    const std::optional<at::Tensor>& agnostic_logits,
+    bool sigmoid) {
   return PerClassMaskLogits::apply(features, class_weights, classes, class_bias, agnostic_logits, sigmoid);
 }
 
-}  // namespace
+} // namespace
 
-TORCH_LIBRARY_IMPL(maskx, Autograd, m) { m.impl("per_class_mask_logits", &per_class_mask_logits_autograd); }
+TORCH_LIBRARY_IMPL(maskx, Autograd, m) {
+  m.impl("per_class_mask_logits", &per_class_mask_logits_autograd);
+}
 
-}  // namespace mask_logits
-}  // namespace maskx
+} // namespace mask_logits
+} // namespace maskx

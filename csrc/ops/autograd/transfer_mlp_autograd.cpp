@@ -18,20 +18,24 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-std::tuple<at::Tensor, std::vector<at::Tensor>> forward_op(const at::Tensor& x, at::TensorList weights,
-                                                           at::TensorList biases, double negative_slope) {
+std::tuple<at::Tensor, std::vector<at::Tensor>> forward_op(
+    const at::Tensor& x,
+    at::TensorList weights,
+    at::TensorList biases,
+    double negative_slope) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("maskx::transfer_mlp", "")
-                       .typed<std::tuple<at::Tensor, std::vector<at::Tensor>>(const at::Tensor&, at::TensorList,
-                                                                              at::TensorList, double)>();
+                       .typed<std::tuple<at::Tensor, std::vector<at::Tensor>>(
+                           const at::Tensor&, at::TensorList, at::TensorList, double)>();
   return op.call(x, weights, biases, negative_slope);
 }
 
-std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>, at::Tensor> backward_op(const at::Tensor& grad,
-                                                                                    const at::Tensor& x,
-                                                                                    at::TensorList hidden,
-                                                                                    at::TensorList weights,
-                                                                                    double negative_slope) {
+std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>, at::Tensor> backward_op(
+    const at::Tensor& grad,
+    const at::Tensor& x,
+    at::TensorList hidden,
+    at::TensorList weights,
+    double negative_slope) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("maskx::_transfer_mlp_backward", "")
                        .typed<std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>, at::Tensor>(
@@ -43,8 +47,12 @@ class TransferMLP : public torch::autograd::Function<TransferMLP> {
  public:
   // Inputs flatten to x, weights..., biases..., negative_slope; outputs to the result
   // and the hidden activations (saved for the backward pass, not differentiable).
-  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, at::TensorList weights,
-                               at::TensorList biases, double negative_slope) {
+  static variable_list forward(
+      AutogradContext* ctx,
+      const at::Tensor& x,
+      at::TensorList weights,
+      at::TensorList biases,
+      double negative_slope) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     auto [out, hidden] = forward_op(x, weights, biases, negative_slope);
     std::vector<at::Tensor> saved{x};
@@ -70,20 +78,25 @@ class TransferMLP : public torch::autograd::Function<TransferMLP> {
     variable_list grads{ctx->needs_input_grad(0) ? grad_first.mm(weights[0]) : at::Tensor()};
     grads.insert(grads.end(), grad_weights.begin(), grad_weights.end());
     grads.insert(grads.end(), grad_biases.begin(), grad_biases.end());
-    grads.emplace_back();  // negative_slope
+    grads.emplace_back(); // negative_slope
     return grads;
   }
 };
 
-std::tuple<at::Tensor, std::vector<at::Tensor>> transfer_mlp_autograd(const at::Tensor& x, at::TensorList weights,
-                                                                      at::TensorList biases, double negative_slope) {
+std::tuple<at::Tensor, std::vector<at::Tensor>> transfer_mlp_autograd(
+    const at::Tensor& x,
+    at::TensorList weights,
+    at::TensorList biases,
+    double negative_slope) {
   variable_list outputs = TransferMLP::apply(x, weights, biases, negative_slope);
   return {outputs[0], std::vector<at::Tensor>(outputs.begin() + 1, outputs.end())};
 }
 
-}  // namespace
+} // namespace
 
-TORCH_LIBRARY_IMPL(maskx, Autograd, m) { m.impl("transfer_mlp", &transfer_mlp_autograd); }
+TORCH_LIBRARY_IMPL(maskx, Autograd, m) {
+  m.impl("transfer_mlp", &transfer_mlp_autograd);
+}
 
-}  // namespace transfer_mlp
-}  // namespace maskx
+} // namespace transfer_mlp
+} // namespace maskx

@@ -24,17 +24,26 @@ using Vec = at::vec::Vectorized<T>;
 
 // Feature rows roi_logits folds into the accumulator per sweep over it; each sweep
 // prefetches the next sweep's rows (the hardware prefetcher stops at every 4 KiB page,
-// which the 3 KiB rows of a 28x28 RoI cross often). Measured on a 2-core AVX2 machine,
-// median forward speed-up over gather+bmm in six alternating runs: 4 rows 1.13x/1.14x
-// (100/512 RoIs), 8 rows 1.21x/1.26x, 8 rows prefetching two sweeps ahead 1.15x/1.21x.
+// which the 3 KiB rows of a 28x28 RoI cross often). Each sweep reads and writes the whole
+// accumulator, so more rows per sweep means fewer passes over it; 8 rows, one sweep
+// ahead, is the fastest of the variants compared in benchmarks/RESULTS.md (fewer rows,
+// and prefetching two sweeps ahead).
 constexpr int64_t kRowsPerSweep = 8;
 
 // Raises IndexError on a class index outside [0, num_classes).
 inline void check_class_values(const at::Tensor& classes, int64_t num_classes, const char* op) {
   const int64_t* c = classes.data_ptr<int64_t>();
   for (int64_t r = 0; r < classes.numel(); ++r) {
-    TORCH_CHECK_INDEX(c[r] >= 0 && c[r] < num_classes, op, ": RoI ", r, " has class ", c[r],
-                      ", expected one in [0, ", num_classes, ")");
+    TORCH_CHECK_INDEX(
+        c[r] >= 0 && c[r] < num_classes,
+        op,
+        ": RoI ",
+        r,
+        " has class ",
+        c[r],
+        ", expected one in [0, ",
+        num_classes,
+        ")");
   }
 }
 
@@ -46,7 +55,8 @@ inline const acc_t* acc_row(const scalar_t* row, int64_t n, std::vector<acc_t>& 
     return row;
   } else {
     scratch.resize(n);
-    for (int64_t i = 0; i < n; ++i) scratch[i] = static_cast<acc_t>(row[i]);
+    for (int64_t i = 0; i < n; ++i)
+      scratch[i] = static_cast<acc_t>(row[i]);
     return scratch.data();
   }
 }
@@ -54,9 +64,11 @@ inline const acc_t* acc_row(const scalar_t* row, int64_t n, std::vector<acc_t>& 
 template <typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
 inline void store_row(const acc_t* src, int64_t n, scalar_t* dst) {
   if constexpr (std::is_same_v<scalar_t, acc_t>) {
-    if (src != dst) std::copy(src, src + n, dst);
+    if (src != dst)
+      std::copy(src, src + n, dst);
   } else {
-    for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<scalar_t>(src[i]);
+    for (int64_t i = 0; i < n; ++i)
+      dst[i] = static_cast<scalar_t>(src[i]);
   }
 }
 
@@ -71,8 +83,13 @@ struct RoIScratch {
 // one store of the accumulator per kRows multiply-adds. `ahead`, when not null, is the
 // first of kRows rows to prefetch alongside.
 template <int64_t kRows, typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
-inline void accumulate_rows(const scalar_t* f, const scalar_t* w, int64_t pixels, acc_t* out,
-                            RoIScratch<acc_t>& s, const scalar_t* ahead) {
+inline void accumulate_rows(
+    const scalar_t* f,
+    const scalar_t* w,
+    int64_t pixels,
+    acc_t* out,
+    RoIScratch<acc_t>& s,
+    const scalar_t* ahead) {
   constexpr int64_t kStep = Vec<acc_t>::size();
   const acc_t* rows[kRows];
   Vec<acc_t> weights[kRows];
@@ -83,10 +100,12 @@ inline void accumulate_rows(const scalar_t* f, const scalar_t* w, int64_t pixels
   for (int64_t p = 0; p < pixels; p += kStep) {
     const int64_t n = std::min(kStep, pixels - p);
     if (ahead != nullptr) {
-      for (int64_t i = 0; i < kRows; ++i) __builtin_prefetch(ahead + i * pixels + p);
+      for (int64_t i = 0; i < kRows; ++i)
+        __builtin_prefetch(ahead + i * pixels + p);
     }
     Vec<acc_t> a = Vec<acc_t>::loadu(out + p, n);
-    for (int64_t i = 0; i < kRows; ++i) a = at::vec::fmadd(weights[i], Vec<acc_t>::loadu(rows[i] + p, n), a);
+    for (int64_t i = 0; i < kRows; ++i)
+      a = at::vec::fmadd(weights[i], Vec<acc_t>::loadu(rows[i] + p, n), a);
     a.store(out + p, n);
   }
 }
@@ -94,13 +113,20 @@ inline void accumulate_rows(const scalar_t* f, const scalar_t* w, int64_t pixels
 // logits[p] = bias + agnostic[p] + sum_k w[k] * f[k, p] for one RoI, in acc_t.
 // `agnostic` may be null.
 template <typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
-void roi_logits(const scalar_t* f, const scalar_t* w, int64_t num_channels, int64_t pixels, acc_t bias,
-                const scalar_t* agnostic, RoIScratch<acc_t>& s) {
+void roi_logits(
+    const scalar_t* f,
+    const scalar_t* w,
+    int64_t num_channels,
+    int64_t pixels,
+    acc_t bias,
+    const scalar_t* agnostic,
+    RoIScratch<acc_t>& s) {
   s.logits.resize(pixels);
   acc_t* out = s.logits.data();
   if (agnostic != nullptr) {
     const acc_t* a = acc_row(agnostic, pixels, s.agnostic);
-    for (int64_t p = 0; p < pixels; ++p) out[p] = a[p] + bias;
+    for (int64_t p = 0; p < pixels; ++p)
+      out[p] = a[p] + bias;
   } else {
     std::fill(out, out + pixels, bias);
   }
@@ -126,7 +152,8 @@ inline acc_t vec_sum(const Vec<acc_t>& v) {
   acc_t lanes[Vec<acc_t>::size()];
   v.store(lanes);
   acc_t total = acc_t(0);
-  for (int64_t i = 0; i < Vec<acc_t>::size(); ++i) total += lanes[i];
+  for (int64_t i = 0; i < Vec<acc_t>::size(); ++i)
+    total += lanes[i];
   return total;
 }
 
@@ -134,8 +161,15 @@ inline acc_t vec_sum(const Vec<acc_t>& v) {
 // grad_f[k, p] = w[k] * g[p] and grad_w[k] = sum_p f[k, p] * g[p], in one pass over f.
 // Returns sum_p g[p], the RoI's share of its class's bias gradient.
 template <typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
-acc_t roi_backward(const scalar_t* f, const scalar_t* w, const acc_t* g, int64_t num_channels, int64_t pixels,
-                   scalar_t* grad_f, acc_t* grad_w, RoIScratch<acc_t>& s) {
+acc_t roi_backward(
+    const scalar_t* f,
+    const scalar_t* w,
+    const acc_t* g,
+    int64_t num_channels,
+    int64_t pixels,
+    scalar_t* grad_f,
+    acc_t* grad_w,
+    RoIScratch<acc_t>& s) {
   constexpr int64_t kStep = Vec<acc_t>::size();
   for (int64_t k = 0; k < num_channels; ++k) {
     const acc_t* fk = acc_row(f + k * pixels, pixels, s.rows[0]);
@@ -173,11 +207,14 @@ struct ClassGroups {
 inline ClassGroups group_by_class(const int64_t* classes, int64_t num_rois, int64_t num_classes) {
   ClassGroups g;
   g.offsets.assign(num_classes + 1, 0);
-  for (int64_t r = 0; r < num_rois; ++r) ++g.offsets[classes[r] + 1];
-  for (int64_t c = 0; c < num_classes; ++c) g.offsets[c + 1] += g.offsets[c];
+  for (int64_t r = 0; r < num_rois; ++r)
+    ++g.offsets[classes[r] + 1];
+  for (int64_t c = 0; c < num_classes; ++c)
+    g.offsets[c + 1] += g.offsets[c];
   std::vector<int64_t> next(g.offsets.begin(), g.offsets.end() - 1);
   g.order.resize(num_rois);
-  for (int64_t r = 0; r < num_rois; ++r) g.order[next[classes[r]]++] = r;
+  for (int64_t r = 0; r < num_rois; ++r)
+    g.order[next[classes[r]]++] = r;
   return g;
 }
 
@@ -185,8 +222,7 @@ inline ClassGroups group_by_class(const int64_t* classes, int64_t num_rois, int6
 // without RoIs get zeros. Parallel over classes once there are enough of them to pay
 // for waking the thread pool.
 template <typename scalar_t, typename acc_t>
-void sum_by_class(const acc_t* partial, int64_t width, const ClassGroups& groups, int64_t num_classes,
-                  scalar_t* out) {
+void sum_by_class(const acc_t* partial, int64_t width, const ClassGroups& groups, int64_t num_classes, scalar_t* out) {
   const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(width, 1));
   at::parallel_for(0, num_classes, grain, [&](int64_t lo, int64_t hi) {
     std::vector<acc_t> acc(width);
@@ -194,9 +230,11 @@ void sum_by_class(const acc_t* partial, int64_t width, const ClassGroups& groups
       std::fill(acc.begin(), acc.end(), acc_t(0));
       for (int64_t i = groups.offsets[c]; i < groups.offsets[c + 1]; ++i) {
         const acc_t* row = partial + groups.order[i] * width;
-        for (int64_t j = 0; j < width; ++j) acc[j] += row[j];
+        for (int64_t j = 0; j < width; ++j)
+          acc[j] += row[j];
       }
-      for (int64_t j = 0; j < width; ++j) out[c * width + j] = static_cast<scalar_t>(acc[j]);
+      for (int64_t j = 0; j < width; ++j)
+        out[c * width + j] = static_cast<scalar_t>(acc[j]);
     }
   });
 }
@@ -204,8 +242,13 @@ void sum_by_class(const acc_t* partial, int64_t width, const ClassGroups& groups
 // Writes the weight and bias gradients from the per-RoI partials [R, K + 1] (K weight
 // gradients then the bias gradient of each RoI): grad_weights [C, K], grad_bias [C].
 template <typename scalar_t, typename acc_t>
-void class_gradients(const std::vector<acc_t>& partial, const int64_t* classes, int64_t num_rois,
-                     int64_t num_channels, at::Tensor& grad_weights, at::Tensor& grad_bias) {
+void class_gradients(
+    const std::vector<acc_t>& partial,
+    const int64_t* classes,
+    int64_t num_rois,
+    int64_t num_channels,
+    at::Tensor& grad_weights,
+    at::Tensor& grad_bias) {
   const int64_t num_classes = grad_weights.size(0);
   const ClassGroups groups = group_by_class(classes, num_rois, num_classes);
   std::vector<acc_t> sums(num_classes * (num_channels + 1));
@@ -218,5 +261,5 @@ void class_gradients(const std::vector<acc_t>& partial, const int64_t* classes, 
   }
 }
 
-}  // namespace mask_logits
-}  // namespace maskx
+} // namespace mask_logits
+} // namespace maskx

@@ -46,7 +46,10 @@ std::vector<int64_t> above_threshold(const T* scores, int64_t rows, int64_t cols
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> multiclass_nms_forward_kernel(
-    const at::Tensor& boxes, const at::Tensor& scores, double score_threshold, double iou_threshold,
+    const at::Tensor& boxes,
+    const at::Tensor& scores,
+    double score_threshold,
+    double iou_threshold,
     int64_t max_detections) {
   const char* op = "multiclass_nms";
   check_multiclass(boxes, scores, score_threshold, iou_threshold, max_detections);
@@ -62,8 +65,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> multiclass_nms_forwar
     const scalar_t* score = s.data_ptr<scalar_t>();
     check_finite(op, "boxes", box, b.numel());
     check_finite(op, "scores", score, s.numel());
-    const std::vector<int64_t> flat =
-        above_threshold(score, rows, cols, compute_threshold<scalar_t>(score_threshold));
+    const std::vector<int64_t> flat = above_threshold(score, rows, cols, compute_threshold<scalar_t>(score_threshold));
     const int64_t m = static_cast<int64_t>(flat.size());
     std::vector<scalar_t> cand_boxes(m * 4), cand_scores(m);
     std::vector<int64_t> cand_classes(m);
@@ -76,9 +78,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> multiclass_nms_forwar
         cand_classes[i] = id % cols;
       }
     });
-    const std::vector<int64_t> kept = nms_by_class<scalar_t>(m, cand_boxes.data(), cand_scores.data(),
-                                                             cand_classes.data(),
-                                                             compute_threshold<scalar_t>(iou_threshold));
+    const std::vector<int64_t> kept = nms_by_class<scalar_t>(
+        m, cand_boxes.data(), cand_scores.data(), cand_classes.data(), compute_threshold<scalar_t>(iou_threshold));
     const size_t count = std::min<size_t>(kept.size(), static_cast<size_t>(max_detections));
     kept_flat.resize(count);
     for (size_t i = 0; i < count; ++i) {
@@ -95,11 +96,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> multiclass_nms_forwar
   return {out_boxes, out_scores, labels, indices};
 }
 
-}  // namespace
+} // namespace
 
 TORCH_LIBRARY_IMPL(maskx, CPU, m) {
   m.impl("multiclass_nms", &multiclass_nms_forward_kernel);
 }
 
-}  // namespace nms
-}  // namespace maskx
+} // namespace nms
+} // namespace maskx

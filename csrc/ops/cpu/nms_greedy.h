@@ -30,11 +30,12 @@ constexpr int64_t kBlock = 128;
 // Classes at least this large are spread over threads one at a time; smaller classes
 // each run on one thread, several classes in parallel.
 constexpr int64_t kLargeClass = 2048;
-// Candidate-vs-kept IoU evaluations (about 0.2 ns each on one AVX2 core) that a thread
-// must have to do before work is split. A fork-join waits for every thread to be
-// scheduled, which on cores shared with other processes costs up to a scheduler tick
-// (milliseconds): measured on a shared 2-core machine, splitting passes of a few
-// million pairs made 50k-box NMS 1.6x slower than one thread.
+// Candidate-vs-kept IoU evaluations that a thread must have to do before work is split.
+// An evaluation is a handful of vector operations, while a fork-join waits for every
+// thread to be scheduled, which on cores shared with other processes costs up to a
+// scheduler tick: only a pass that runs long on one thread compared with that wait is
+// worth splitting (on shared cores, splitting shorter passes made NMS slower than one
+// thread).
 constexpr int64_t kPairsPerTask = 1 << 24;
 // Values per task of the element-wise loops, for the same reason.
 constexpr int64_t kElementsPerTask = 1 << 24;
@@ -45,7 +46,7 @@ constexpr int64_t kElementsPerTask = 1 << 24;
 template <typename T>
 struct Candidates {
   std::vector<T> x1, y1, x2, y2, area;
-  std::vector<int64_t> rank;  // position in the global score order
+  std::vector<int64_t> rank; // position in the global score order
   std::vector<uint8_t> dead;
   int64_t size = 0;
 
@@ -107,8 +108,14 @@ struct KeptBlock {
 // overlaps by more than `threshold` (iou_above in nms_common.h, one lane per candidate).
 // Returns how many candidates it newly marked.
 template <typename T>
-int64_t suppress(Candidates<T>& c, const KeptBlock<T>& kept, int64_t k_begin, int64_t k_end, int64_t begin,
-                 int64_t end, T threshold) {
+int64_t suppress(
+    Candidates<T>& c,
+    const KeptBlock<T>& kept,
+    int64_t k_begin,
+    int64_t k_end,
+    int64_t begin,
+    int64_t end,
+    T threshold) {
   using Vec = at::vec::Vectorized<T>;
   constexpr int64_t L = Vec::size();
   const Vec zero(T(0));
@@ -123,10 +130,10 @@ int64_t suppress(Candidates<T>& c, const KeptBlock<T>& kept, int64_t k_begin, in
     const Vec barea = Vec::loadu(&c.area[j]);
     int hit = 0;
     for (int64_t k = k_begin; k < k_end; ++k) {
-      const Vec w = at::vec::clamp_min(
-          at::vec::clamp_max(bx2, Vec(kept.x2[k])) - at::vec::clamp_min(bx1, Vec(kept.x1[k])), zero);
-      const Vec h = at::vec::clamp_min(
-          at::vec::clamp_max(by2, Vec(kept.y2[k])) - at::vec::clamp_min(by1, Vec(kept.y1[k])), zero);
+      const Vec w =
+          at::vec::clamp_min(at::vec::clamp_max(bx2, Vec(kept.x2[k])) - at::vec::clamp_min(bx1, Vec(kept.x1[k])), zero);
+      const Vec h =
+          at::vec::clamp_min(at::vec::clamp_max(by2, Vec(kept.y2[k])) - at::vec::clamp_min(by1, Vec(kept.y1[k])), zero);
       const Vec inter = w * h;
       const Vec iou = inter / ((Vec(kept.area[k]) + barea) - inter);
       hit |= ~(iou > thr).zero_mask() & valid;
@@ -177,8 +184,9 @@ void greedy_nms(Candidates<T>& c, T threshold, uint8_t* keep_rank) {
 
 // Stable grouping of the ranks 0..n-1 by class: class-major, score order within a
 // class. Returns the ranks and the start of each class (plus n at the end).
-inline std::pair<std::vector<int64_t>, std::vector<int64_t>> group_by_class(const std::vector<int64_t>& order,
-                                                                            const int64_t* classes) {
+inline std::pair<std::vector<int64_t>, std::vector<int64_t>> group_by_class(
+    const std::vector<int64_t>& order,
+    const int64_t* classes) {
   const int64_t n = static_cast<int64_t>(order.size());
   std::vector<int64_t> grouped(n);
   std::vector<int64_t> begins;
@@ -202,8 +210,8 @@ inline std::pair<std::vector<int64_t>, std::vector<int64_t>> group_by_class(cons
   } else {
     // Class ids spread too widely to count: sort the ranks by class instead.
     std::iota(grouped.begin(), grouped.end(), 0);
-    std::stable_sort(grouped.begin(), grouped.end(),
-                     [&](int64_t a, int64_t b) { return classes[order[a]] < classes[order[b]]; });
+    std::stable_sort(
+        grouped.begin(), grouped.end(), [&](int64_t a, int64_t b) { return classes[order[a]] < classes[order[b]]; });
     for (int64_t r = 0; r < n; ++r) {
       if (r == 0 || classes[order[grouped[r]]] != classes[order[grouped[r - 1]]]) {
         begins.push_back(r);
@@ -314,8 +322,12 @@ inline at::ScalarType compute_type(at::ScalarType input) {
 
 // NMS (per class when `classes` is defined) over boxes [N, 4] and scores [N] of a
 // floating dtype on the CPU; returns the kept indices as an int64 tensor.
-inline at::Tensor nms_cpu(const char* op, const at::Tensor& boxes, const at::Tensor& scores,
-                          const at::Tensor& classes, double iou_threshold) {
+inline at::Tensor nms_cpu(
+    const char* op,
+    const at::Tensor& boxes,
+    const at::Tensor& scores,
+    const at::Tensor& classes,
+    double iou_threshold) {
   const at::ScalarType type = compute_type(boxes.scalar_type());
   const at::Tensor b = boxes.to(type).contiguous();
   const at::Tensor s = scores.to(type).contiguous();
@@ -325,14 +337,17 @@ inline at::Tensor nms_cpu(const char* op, const at::Tensor& boxes, const at::Ten
   AT_DISPATCH_FLOATING_TYPES(type, "nms_cpu", [&] {
     check_finite(op, "boxes", b.data_ptr<scalar_t>(), b.numel());
     check_finite(op, "scores", s.data_ptr<scalar_t>(), n);
-    kept = nms_by_class<scalar_t>(n, b.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(),
-                                  k.defined() ? k.data_ptr<int64_t>() : nullptr,
-                                  compute_threshold<scalar_t>(iou_threshold));
+    kept = nms_by_class<scalar_t>(
+        n,
+        b.data_ptr<scalar_t>(),
+        s.data_ptr<scalar_t>(),
+        k.defined() ? k.data_ptr<int64_t>() : nullptr,
+        compute_threshold<scalar_t>(iou_threshold));
   });
   at::Tensor out = at::empty({static_cast<int64_t>(kept.size())}, boxes.options().dtype(at::kLong));
   std::copy(kept.begin(), kept.end(), out.data_ptr<int64_t>());
   return out;
 }
 
-}  // namespace nms
-}  // namespace maskx
+} // namespace nms
+} // namespace maskx

@@ -15,11 +15,11 @@ at::Tensor nms_forward_kernel(const at::Tensor& boxes, const at::Tensor& scores,
   return nms_cpu("nms", boxes, scores, at::Tensor(), iou_threshold);
 }
 
-}  // namespace
+} // namespace
 
 TORCH_LIBRARY_IMPL(maskx, CPU, m) {
   m.impl("nms", &nms_forward_kernel);
 }
 
-}  // namespace nms
-}  // namespace maskx
+} // namespace nms
+} // namespace maskx

@@ -26,7 +26,7 @@ constexpr size_t kMinCachedBytes = size_t(4) << 20;
 
 struct Block {
   void* data;
-  size_t bytes;  // a multiple of kHugePage
+  size_t bytes; // a multiple of kHugePage
 };
 
 int64_t limit_from_environment() {
@@ -36,8 +36,7 @@ int64_t limit_from_environment() {
   }
   char* end = nullptr;
   const long long value = std::strtoll(mib, &end, 10);
-  TORCH_CHECK_VALUE(*end == '\0' && value >= 0, "MASKX_CPU_CACHE_MB must be a whole number of MiB, got '", mib,
-                    "'");
+  TORCH_CHECK_VALUE(*end == '\0' && value >= 0, "MASKX_CPU_CACHE_MB must be a whole number of MiB, got '", mib, "'");
   return static_cast<int64_t>(value) << 20;
 }
 
@@ -58,12 +57,14 @@ Block map_block(size_t bytes) {
   }
   void* data = reinterpret_cast<void*>(aligned);
 #if defined(MADV_HUGEPAGE)
-  madvise(data, size, MADV_HUGEPAGE);  // a hint: where the kernel declines, pages stay small
+  madvise(data, size, MADV_HUGEPAGE); // a hint: where the kernel declines, pages stay small
 #endif
   return {data, size};
 }
 
-void unmap_block(const Block& b) { munmap(b.data, b.bytes); }
+void unmap_block(const Block& b) {
+  munmap(b.data, b.bytes);
+}
 #endif
 
 class OutputCache final : public c10::Allocator {
@@ -97,7 +98,9 @@ class OutputCache final : public c10::Allocator {
     return c10::GetCPUAllocator()->allocate(bytes);
   }
 
-  void copy_data(void* dest, const void* src, size_t count) const override { default_copy_data(dest, src, count); }
+  void copy_data(void* dest, const void* src, size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
 
   int64_t set_limit(int64_t bytes) {
     TORCH_CHECK_VALUE(bytes >= 0, "the CPU output cache limit must be >= 0 bytes, got ", bytes);
@@ -129,7 +132,8 @@ class OutputCache final : public c10::Allocator {
     std::lock_guard<std::mutex> lock(mutex_);
     auto best = free_.end();
     for (auto it = free_.begin(); it != free_.end(); ++it) {
-      if ((*it)->bytes >= bytes && 2 * bytes >= (*it)->bytes && (best == free_.end() || (*it)->bytes < (*best)->bytes)) {
+      if ((*it)->bytes >= bytes && 2 * bytes >= (*it)->bytes &&
+          (best == free_.end() || (*it)->bytes < (*best)->bytes)) {
         best = it;
       }
     }
@@ -142,10 +146,16 @@ class OutputCache final : public c10::Allocator {
     return block;
   }
 
-  static void give_back(void* context) { instance().put(static_cast<Block*>(context)); }
+  static void give_back(void* context) {
+    instance().put(static_cast<Block*>(context));
+  }
 
-  static void lock_for_fork() { instance().mutex_.lock(); }
-  static void unlock_after_fork() { instance().mutex_.unlock(); }
+  static void lock_for_fork() {
+    instance().mutex_.lock();
+  }
+  static void unlock_after_fork() {
+    instance().mutex_.unlock();
+  }
 
   void put(Block* block) {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -177,26 +187,38 @@ class OutputCache final : public c10::Allocator {
   }
 
   std::mutex mutex_;
-  std::deque<Block*> free_;  // oldest first
+  std::deque<Block*> free_; // oldest first
   size_t cached_bytes_ = 0;
   int64_t limit_;
 };
 
-}  // namespace
+} // namespace
 
 at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options, at::MemoryFormat memory_format) {
   TORCH_INTERNAL_ASSERT(options.device().is_cpu());
-  return at::detail::empty_generic(sizes, &OutputCache::instance(), c10::DispatchKeySet(c10::DispatchKey::CPU),
-                                   c10::typeMetaToScalarType(options.dtype()), memory_format);
+  return at::detail::empty_generic(
+      sizes,
+      &OutputCache::instance(),
+      c10::DispatchKeySet(c10::DispatchKey::CPU),
+      c10::typeMetaToScalarType(options.dtype()),
+      memory_format);
 }
 
-int64_t set_output_cache_limit(int64_t bytes) { return OutputCache::instance().set_limit(bytes); }
+int64_t set_output_cache_limit(int64_t bytes) {
+  return OutputCache::instance().set_limit(bytes);
+}
 
-int64_t output_cache_limit() { return OutputCache::instance().limit(); }
+int64_t output_cache_limit() {
+  return OutputCache::instance().limit();
+}
 
-int64_t output_cache_bytes() { return OutputCache::instance().cached_bytes(); }
+int64_t output_cache_bytes() {
+  return OutputCache::instance().cached_bytes();
+}
 
-void empty_output_cache() { OutputCache::instance().clear(); }
+void empty_output_cache() {
+  OutputCache::instance().clear();
+}
 
-}  // namespace cpu
-}  // namespace maskx
+} // namespace cpu
+} // namespace maskx

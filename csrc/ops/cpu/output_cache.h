@@ -12,8 +12,10 @@ namespace maskx {
 namespace cpu {
 
 // at::empty(sizes, options) for a CPU output, contents undefined.
-at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options,
-                        at::MemoryFormat memory_format = at::MemoryFormat::Contiguous);
+at::Tensor empty_output(
+    at::IntArrayRef sizes,
+    const at::TensorOptions& options,
+    at::MemoryFormat memory_format = at::MemoryFormat::Contiguous);
 
 // Most bytes the cache keeps when outputs are freed; returns the previous limit. The
 // default is MASKX_CPU_CACHE_MB (MiB, 512 when unset); 0 turns the cache off.
@@ -24,5 +26,5 @@ int64_t output_cache_bytes();
 // Returns every cached block to the operating system.
 void empty_output_cache();
 
-}  // namespace cpu
-}  // namespace maskx
+} // namespace cpu
+} // namespace maskx

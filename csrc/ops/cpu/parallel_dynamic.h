@@ -16,14 +16,16 @@ namespace cpu {
 // (default-constructed) per thread: per-thread buffers reused across its items.
 template <typename Scratch, typename Body>
 void parallel_for_dynamic(int64_t n, const Body& body) {
-  if (n <= 0) return;
+  if (n <= 0)
+    return;
   std::atomic<int64_t> next{0};
   const int64_t workers = std::min<int64_t>(at::get_num_threads(), n);
   at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
     Scratch scratch;
-    for (int64_t i = next++; i < n; i = next++) body(i, scratch);
+    for (int64_t i = next++; i < n; i = next++)
+      body(i, scratch);
   });
 }
 
-}  // namespace cpu
-}  // namespace maskx
+} // namespace cpu
+} // namespace maskx

@@ -35,12 +35,12 @@ constexpr int64_t kPixelsPerTask = 1 << 16;
 
 template <typename T>
 struct Scratch {
-  std::vector<Tap<T>> columns;  // column taps (RLE: per mask)
-  std::vector<T> padded;        // one row of the padded mask
-  std::vector<T> table;         // source rows interpolated at the box's columns
-  std::vector<T> values;        // one image row of the box
-  std::vector<uint8_t> crop;    // RLE: the thresholded box
-  std::vector<uint8_t> row;     // one output row of the box, before it is streamed out
+  std::vector<Tap<T>> columns; // column taps (RLE: per mask)
+  std::vector<T> padded; // one row of the padded mask
+  std::vector<T> table; // source rows interpolated at the box's columns
+  std::vector<T> values; // one image row of the box
+  std::vector<uint8_t> crop; // RLE: the thresholded box
+  std::vector<uint8_t> row; // one output row of the box, before it is streamed out
 };
 
 template <typename scalar_t>
@@ -67,8 +67,8 @@ class Paster {
   // Calls emit(y, values) for the image rows y in [ya, yb) (inside the box's rows), with
   // the resized mask at the image columns [g.x_begin, g.x_end).
   template <typename Emit>
-  void rows(int64_t n, const Geometry& g, const Tap<T>* xt, int64_t ya, int64_t yb, Scratch<T>& s,
-            const Emit& emit) const {
+  void rows(int64_t n, const Geometry& g, const Tap<T>* xt, int64_t ya, int64_t yb, Scratch<T>& s, const Emit& emit)
+      const {
     const int64_t cols = g.x_end - g.x_begin;
     const scalar_t* mask = masks_ + n * m_h_ * m_w_;
     const T y_scale = resize_scale<T>(in_h_, g.height);
@@ -79,8 +79,13 @@ class Paster {
         const Tap<T> ty = resize_tap<T>(y - g.box_y0, in_h_, g.height, y_scale);
         for (int64_t j = 0; j < cols; ++j) {
           const Tap<T>& tx = xt[j];
-          v[j] = four_tap(sample(mask, ty.i0, tx.i0), sample(mask, ty.i0, tx.i1), sample(mask, ty.i1, tx.i0),
-                          sample(mask, ty.i1, tx.i1), ty, tx);
+          v[j] = four_tap(
+              sample(mask, ty.i0, tx.i0),
+              sample(mask, ty.i0, tx.i1),
+              sample(mask, ty.i1, tx.i0),
+              sample(mask, ty.i1, tx.i1),
+              ty,
+              tx);
         }
         emit(y, static_cast<const T*>(v));
       }
@@ -92,17 +97,20 @@ class Paster {
     s.padded.resize(in_w_);
     s.table.resize((r_hi - r_lo + 1) * cols);
     for (int64_t r = r_lo; r <= r_hi; ++r) {
-      for (int64_t c = 0; c < in_w_; ++c) s.padded[c] = sample(mask, r, c);
+      for (int64_t c = 0; c < in_w_; ++c)
+        s.padded[c] = sample(mask, r, c);
       const T* p = s.padded.data();
       T* h = s.table.data() + (r - r_lo) * cols;
-      for (int64_t j = 0; j < cols; ++j) h[j] = lerp_columns(p[xt[j].i0], p[xt[j].i1], xt[j]);
+      for (int64_t j = 0; j < cols; ++j)
+        h[j] = lerp_columns(p[xt[j].i0], p[xt[j].i1], xt[j]);
     }
     for (int64_t y = ya; y < yb; ++y) {
       const Tap<T> ty = resize_tap<T>(y - g.box_y0, in_h_, g.height, y_scale);
       const T* top = s.table.data() + (ty.i0 - r_lo) * cols;
       const T* bottom = s.table.data() + (ty.i1 - r_lo) * cols;
       const T l0 = ty.l0, l1 = ty.l1;
-      for (int64_t j = 0; j < cols; ++j) v[j] = lerp_rows(top[j], bottom[j], l0, l1);
+      for (int64_t j = 0; j < cols; ++j)
+        v[j] = lerp_rows(top[j], bottom[j], l0, l1);
       emit(y, static_cast<const T*>(v));
     }
   }
@@ -121,12 +129,20 @@ struct Threshold {
   using T = at::opmath_type<scalar_t>;
   T value;
   explicit Threshold(double t) : value(rounded_threshold<scalar_t, T>(t)) {}
-  bool operator()(T v) const { return paste_masks::above<scalar_t>(v, value); }
+  bool operator()(T v) const {
+    return paste_masks::above<scalar_t>(v, value);
+  }
 };
 
 template <typename scalar_t, typename out_t>
-void paste_dense(const at::Tensor& masks, const std::vector<Geometry>& geo, int64_t height, int64_t width,
-                 int64_t padding, std::optional<double> threshold, at::Tensor& output) {
+void paste_dense(
+    const at::Tensor& masks,
+    const std::vector<Geometry>& geo,
+    int64_t height,
+    int64_t width,
+    int64_t padding,
+    std::optional<double> threshold,
+    at::Tensor& output) {
   using T = at::opmath_type<scalar_t>;
   const int64_t n_masks = masks.size(0);
   const Paster<scalar_t> paster(masks, padding);
@@ -138,10 +154,12 @@ void paste_dense(const at::Tensor& masks, const std::vector<Geometry>& geo, int6
   std::vector<Tap<T>> taps(tap_offset[n_masks]);
   at::parallel_for(0, n_masks, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t n = lo; n < hi; ++n) {
-      if (!geo[n].empty()) paster.column_taps(geo[n], taps.data() + tap_offset[n]);
+      if (!geo[n].empty())
+        paster.column_taps(geo[n], taps.data() + tap_offset[n]);
     }
   });
-  const int64_t rows_per_task = std::max<int64_t>(1, std::min<int64_t>(height, kPixelsPerTask / std::max<int64_t>(width, 1)));
+  const int64_t rows_per_task =
+      std::max<int64_t>(1, std::min<int64_t>(height, kPixelsPerTask / std::max<int64_t>(width, 1)));
   const int64_t blocks = (height + rows_per_task - 1) / rows_per_task;
   out_t* out = output.data_ptr<out_t>();
   const Threshold<scalar_t> above(threshold.value_or(0.0));
@@ -162,9 +180,11 @@ void paste_dense(const at::Tensor& masks, const std::vector<Geometry>& geo, int6
       out_t* segment = reinterpret_cast<out_t*>(s.row.data());
       paster.rows(n, g, taps.data() + tap_offset[n], ra, rb, s, [&](int64_t y, const T* v) {
         if constexpr (std::is_same_v<out_t, bool>) {
-          for (int64_t j = 0; j < cols; ++j) segment[j] = above(v[j]);
+          for (int64_t j = 0; j < cols; ++j)
+            segment[j] = above(v[j]);
         } else {
-          for (int64_t j = 0; j < cols; ++j) segment[j] = static_cast<out_t>(v[j]);
+          for (int64_t j = 0; j < cols; ++j)
+            segment[j] = static_cast<out_t>(v[j]);
         }
         out_t* row = image + y * width;
         cpu::stream_bytes(nullptr, g.x_begin * kSize, row);
@@ -177,14 +197,20 @@ void paste_dense(const at::Tensor& masks, const std::vector<Geometry>& geo, int6
   });
 }
 
-at::Tensor paste_masks_forward_kernel(const at::Tensor& masks, const at::Tensor& boxes, int64_t height,
-                                      int64_t width, int64_t padding, std::optional<double> threshold) {
+at::Tensor paste_masks_forward_kernel(
+    const at::Tensor& masks,
+    const at::Tensor& boxes,
+    int64_t height,
+    int64_t width,
+    int64_t padding,
+    std::optional<double> threshold) {
   const char* op = "paste_masks";
   check_args(op, masks, boxes, height, width, padding, threshold);
   check_box_values(op, boxes);
   const at::TensorOptions options = threshold.has_value() ? masks.options().dtype(at::kBool) : masks.options();
   at::Tensor output = cpu::empty_output({masks.size(0), height, width}, options);
-  if (output.numel() == 0) return output;
+  if (output.numel() == 0)
+    return output;
   const std::vector<Geometry> geo = geometries(boxes, masks.size(2), padding, height, width);
   const at::Tensor m = masks.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, m.scalar_type(), "paste_masks", [&] {
@@ -198,8 +224,13 @@ at::Tensor paste_masks_forward_kernel(const at::Tensor& masks, const at::Tensor&
 }
 
 template <typename scalar_t>
-std::vector<std::string> rle_strings(const at::Tensor& masks, const std::vector<Geometry>& geo, int64_t height,
-                                     int64_t width, int64_t padding, double threshold) {
+std::vector<std::string> rle_strings(
+    const at::Tensor& masks,
+    const std::vector<Geometry>& geo,
+    int64_t height,
+    int64_t width,
+    int64_t padding,
+    double threshold) {
   using T = at::opmath_type<scalar_t>;
   const Paster<scalar_t> paster(masks, padding);
   const Threshold<scalar_t> above(threshold);
@@ -213,7 +244,8 @@ std::vector<std::string> rle_strings(const at::Tensor& masks, const std::vector<
       s.crop.resize((g.y_end - g.y_begin) * cols);
       paster.rows(n, g, s.columns.data(), g.y_begin, g.y_end, s, [&](int64_t y, const T* v) {
         uint8_t* dst = s.crop.data() + (y - g.y_begin) * cols;
-        for (int64_t j = 0; j < cols; ++j) dst[j] = above(v[j]);
+        for (int64_t j = 0; j < cols; ++j)
+          dst[j] = above(v[j]);
       });
     }
     strings[n] = encode_rle(s.crop.data(), g, height, width);
@@ -221,9 +253,13 @@ std::vector<std::string> rle_strings(const at::Tensor& masks, const std::vector<
   return strings;
 }
 
-std::tuple<at::Tensor, at::Tensor> paste_masks_rle_kernel(const at::Tensor& masks, const at::Tensor& boxes,
-                                                          int64_t height, int64_t width, int64_t padding,
-                                                          double threshold) {
+std::tuple<at::Tensor, at::Tensor> paste_masks_rle_kernel(
+    const at::Tensor& masks,
+    const at::Tensor& boxes,
+    int64_t height,
+    int64_t width,
+    int64_t padding,
+    double threshold) {
   const char* op = "paste_masks_rle";
   check_args(op, masks, boxes, height, width, padding, threshold);
   check_box_values(op, boxes);
@@ -236,12 +272,12 @@ std::tuple<at::Tensor, at::Tensor> paste_masks_rle_kernel(const at::Tensor& mask
   return pack_strings(strings);
 }
 
-}  // namespace
+} // namespace
 
 TORCH_LIBRARY_IMPL(maskx, CPU, m) {
   m.impl("paste_masks", &paste_masks_forward_kernel);
   m.impl("paste_masks_rle", &paste_masks_rle_kernel);
 }
 
-}  // namespace paste_masks
-}  // namespace maskx
+} // namespace paste_masks
+} // namespace maskx

@@ -6,9 +6,9 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "ops/cpu/mask_logits_cpu.h"
 #include "ops/cpu/output_cache.h"
 #include "ops/cpu/parallel_dynamic.h"
-#include "ops/cpu/mask_logits_cpu.h"
 #include "ops/mask_logits_checks.h"
 
 namespace maskx {
@@ -16,9 +16,14 @@ namespace mask_logits {
 namespace {
 
 template <typename scalar_t>
-void forward_impl(const at::Tensor& features, const at::Tensor& class_weights, const at::Tensor& classes,
-                  const std::optional<at::Tensor>& class_bias, const std::optional<at::Tensor>& agnostic_logits,
-                  bool apply_sigmoid, at::Tensor& output) {
+void forward_impl(
+    const at::Tensor& features,
+    const at::Tensor& class_weights,
+    const at::Tensor& classes,
+    const std::optional<at::Tensor>& class_bias,
+    const std::optional<at::Tensor>& agnostic_logits,
+    bool apply_sigmoid,
+    at::Tensor& output) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t num_rois = features.size(0), num_channels = features.size(1);
   const int64_t pixels = features.size(2) * features.size(3);
@@ -31,8 +36,14 @@ void forward_impl(const at::Tensor& features, const at::Tensor& class_weights, c
   constexpr int64_t kStep = Vec<acc_t>::size();
   cpu::parallel_for_dynamic<RoIScratch<acc_t>>(num_rois, [&](int64_t r, RoIScratch<acc_t>& s) {
     const int64_t c = cls[r];
-    roi_logits(f + r * num_channels * pixels, w + c * num_channels, num_channels, pixels,
-               bias ? static_cast<acc_t>(bias[c]) : acc_t(0), agnostic ? agnostic + r * pixels : nullptr, s);
+    roi_logits(
+        f + r * num_channels * pixels,
+        w + c * num_channels,
+        num_channels,
+        pixels,
+        bias ? static_cast<acc_t>(bias[c]) : acc_t(0),
+        agnostic ? agnostic + r * pixels : nullptr,
+        s);
     acc_t* x = s.logits.data();
     if (apply_sigmoid) {
       for (int64_t p = 0; p < pixels; p += kStep) {
@@ -44,16 +55,20 @@ void forward_impl(const at::Tensor& features, const at::Tensor& class_weights, c
   });
 }
 
-at::Tensor per_class_mask_logits_forward_kernel(const at::Tensor& features, const at::Tensor& class_weights,
-                                                const at::Tensor& classes,
-                                                const std::optional<at::Tensor>& class_bias,
-                                                const std::optional<at::Tensor>& agnostic_logits, bool sigmoid) {
+at::Tensor per_class_mask_logits_forward_kernel(
+    const at::Tensor& features,
+    const at::Tensor& class_weights,
+    const at::Tensor& classes,
+    const std::optional<at::Tensor>& class_bias,
+    const std::optional<at::Tensor>& agnostic_logits,
+    bool sigmoid) {
   const char* op = "per_class_mask_logits";
   check_logits_args(op, features, class_weights, classes, class_bias, agnostic_logits);
   const at::Tensor cls = classes.contiguous();
   check_class_values(cls, class_weights.size(0), op);
   at::Tensor output = at::empty({features.size(0), features.size(2), features.size(3)}, features.options());
-  if (output.numel() == 0) return output;
+  if (output.numel() == 0)
+    return output;
   const at::Tensor f = features.contiguous(), w = class_weights.contiguous();
   const std::optional<at::Tensor> bias =
       class_bias.has_value() ? std::optional<at::Tensor>(class_bias->contiguous()) : std::nullopt;
@@ -66,9 +81,14 @@ at::Tensor per_class_mask_logits_forward_kernel(const at::Tensor& features, cons
 }
 
 template <typename scalar_t>
-void backward_impl(const at::Tensor& grad, const at::Tensor& features, const at::Tensor& class_weights,
-                   const at::Tensor& classes, at::Tensor& grad_features, at::Tensor& grad_weights,
-                   at::Tensor& grad_bias) {
+void backward_impl(
+    const at::Tensor& grad,
+    const at::Tensor& features,
+    const at::Tensor& class_weights,
+    const at::Tensor& classes,
+    at::Tensor& grad_features,
+    at::Tensor& grad_weights,
+    at::Tensor& grad_bias) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t num_rois = features.size(0), num_channels = features.size(1);
   const int64_t pixels = features.size(2) * features.size(3);
@@ -82,14 +102,24 @@ void backward_impl(const at::Tensor& grad, const at::Tensor& features, const at:
   cpu::parallel_for_dynamic<RoIScratch<acc_t>>(num_rois, [&](int64_t r, RoIScratch<acc_t>& s) {
     acc_t* row = partial.data() + r * (num_channels + 1);
     const acc_t* gr = acc_row(g + r * pixels, pixels, s.grad);
-    row[num_channels] = roi_backward(f + r * num_channels * pixels, w + cls[r] * num_channels, gr, num_channels,
-                                     pixels, gf + r * num_channels * pixels, row, s);
+    row[num_channels] = roi_backward(
+        f + r * num_channels * pixels,
+        w + cls[r] * num_channels,
+        gr,
+        num_channels,
+        pixels,
+        gf + r * num_channels * pixels,
+        row,
+        s);
   });
   class_gradients<scalar_t>(partial, cls, num_rois, num_channels, grad_weights, grad_bias);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> per_class_mask_logits_backward_kernel(
-    const at::Tensor& grad, const at::Tensor& features, const at::Tensor& class_weights, const at::Tensor& classes) {
+    const at::Tensor& grad,
+    const at::Tensor& features,
+    const at::Tensor& class_weights,
+    const at::Tensor& classes) {
   const char* op = "per_class_mask_logits_backward";
   check_logits_args(op, features, class_weights, classes, std::nullopt, std::nullopt);
   check_grad(op, grad, features);
@@ -105,12 +135,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> per_class_mask_logits_backward_ke
   return {grad_features, grad_weights, grad_bias};
 }
 
-}  // namespace
+} // namespace
 
 TORCH_LIBRARY_IMPL(maskx, CPU, m) {
   m.impl("per_class_mask_logits", &per_class_mask_logits_forward_kernel);
   m.impl("_per_class_mask_logits_backward", &per_class_mask_logits_backward_kernel);
 }
 
-}  // namespace mask_logits
-}  // namespace maskx
+} // namespace mask_logits
+} // namespace maskx

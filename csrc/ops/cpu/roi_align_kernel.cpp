@@ -25,8 +25,8 @@
 #include "ops/cpu/parallel_dynamic.h"
 #include "ops/cpu/streaming_store.h"
 #include "ops/roi_align_checks.h"
-#include "ops/roi_align_entry_points.h"
 #include "ops/roi_align_common.h"
+#include "ops/roi_align_entry_points.h"
 
 namespace maskx {
 namespace roi_align {
@@ -52,10 +52,14 @@ template <typename acc_t>
 struct RoITaps {
   int64_t bins_per_roi = 0;
   std::vector<Tap<acc_t>> taps;
-  std::vector<int64_t> begin, count;  // [K * bins_per_roi]
+  std::vector<int64_t> begin, count; // [K * bins_per_roi]
 
-  const Tap<acc_t>* bin(int64_t roi, int64_t b) const { return taps.data() + begin[roi * bins_per_roi + b]; }
-  int64_t size(int64_t roi, int64_t b) const { return count[roi * bins_per_roi + b]; }
+  const Tap<acc_t>* bin(int64_t roi, int64_t b) const {
+    return taps.data() + begin[roi * bins_per_roi + b];
+  }
+  int64_t size(int64_t roi, int64_t b) const {
+    return count[roi * bins_per_roi + b];
+  }
 };
 
 // The RoIs of one (level, image) pair, in input order.
@@ -79,16 +83,33 @@ void check_roi_values(const at::Tensor& rois, const int64_t* level_of, int64_t b
   const scalar_t* r = rois.data_ptr<scalar_t>();
   for (int64_t k = 0; k < rois.size(0); ++k) {
     const double index = static_cast<double>(r[k * 5]);
-    TORCH_CHECK_VALUE(std::floor(index) == index && index >= 0 && index < static_cast<double>(batch),
-                      "roi_align: RoI ", k, " has batch index ", index, ", expected an integer in [0, ", batch,
-                      ")");
+    TORCH_CHECK_VALUE(
+        std::floor(index) == index && index >= 0 && index < static_cast<double>(batch),
+        "roi_align: RoI ",
+        k,
+        " has batch index ",
+        index,
+        ", expected an integer in [0, ",
+        batch,
+        ")");
     for (int j = 1; j < 5; ++j) {
-      TORCH_CHECK_VALUE(std::isfinite(static_cast<double>(r[k * 5 + j])), "roi_align: RoI ", k,
-                        " has a non-finite coordinate ", static_cast<double>(r[k * 5 + j]));
+      TORCH_CHECK_VALUE(
+          std::isfinite(static_cast<double>(r[k * 5 + j])),
+          "roi_align: RoI ",
+          k,
+          " has a non-finite coordinate ",
+          static_cast<double>(r[k * 5 + j]));
     }
     if (level_of != nullptr) {
-      TORCH_CHECK_VALUE(level_of[k] >= 0 && level_of[k] < num_levels, "multi_scale_roi_align: RoI ", k,
-                        " has level ", level_of[k], ", expected one in [0, ", num_levels, ")");
+      TORCH_CHECK_VALUE(
+          level_of[k] >= 0 && level_of[k] < num_levels,
+          "multi_scale_roi_align: RoI ",
+          k,
+          " has level ",
+          level_of[k],
+          ", expected one in [0, ",
+          num_levels,
+          ")");
     }
   }
 }
@@ -103,8 +124,16 @@ RoITaps<acc_t> compute_taps(const at::Tensor& rois, const int64_t* level_of, con
   t.count.resize(num_rois * t.bins_per_roi);
   auto geometry = [&](int64_t k) {
     const LevelView& lv = p.levels[level_of ? level_of[k] : 0];
-    return roi_geometry<acc_t>(r[k * 5 + 1], r[k * 5 + 2], r[k * 5 + 3], r[k * 5 + 4],
-                               static_cast<acc_t>(lv.scale), p.pooled_h, p.pooled_w, p.sampling_ratio, p.aligned);
+    return roi_geometry<acc_t>(
+        r[k * 5 + 1],
+        r[k * 5 + 2],
+        r[k * 5 + 3],
+        r[k * 5 + 4],
+        static_cast<acc_t>(lv.scale),
+        p.pooled_h,
+        p.pooled_w,
+        p.sampling_ratio,
+        p.aligned);
   };
   int64_t total = 0;
   for (int64_t k = 0; k < num_rois; ++k) {
@@ -138,8 +167,11 @@ RoITaps<acc_t> compute_taps(const at::Tensor& rois, const int64_t* level_of, con
 
 // Groups RoIs by (level, image) and decides which groups are worth packing.
 template <typename acc_t>
-std::vector<Group> make_groups(const at::Tensor& rois, const int64_t* level_of, const RoITaps<acc_t>& taps,
-                               const Problem& p) {
+std::vector<Group> make_groups(
+    const at::Tensor& rois,
+    const int64_t* level_of,
+    const RoITaps<acc_t>& taps,
+    const Problem& p) {
   const int64_t num_levels = static_cast<int64_t>(p.levels.size());
   std::vector<Group> groups(num_levels * p.batch);
   for (int64_t l = 0; l < num_levels; ++l) {
@@ -154,8 +186,10 @@ std::vector<Group> make_groups(const at::Tensor& rois, const int64_t* level_of, 
     Group& g = groups[(level_of ? level_of[k] : 0) * p.batch + image_of[k]];
     g.rois.push_back(k);
     int64_t rows = 0, cols = 0;
-    for (int64_t b = 0; b < p.pooled_h; ++b) rows += taps.size(k, b);
-    for (int64_t b = 0; b < p.pooled_w; ++b) cols += taps.size(k, p.pooled_h + b);
+    for (int64_t b = 0; b < p.pooled_h; ++b)
+      rows += taps.size(k, b);
+    for (int64_t b = 0; b < p.pooled_w; ++b)
+      cols += taps.size(k, p.pooled_h + b);
     g.taps_per_channel += rows * cols;
   }
   // Visiting RoIs in row bands keeps overlapping RoIs' pixels in cache between them.
@@ -176,7 +210,7 @@ std::vector<Group> make_groups(const at::Tensor& rois, const int64_t* level_of, 
 }
 
 struct Task {
-  int64_t group, channel_begin, roi;  // roi < 0: every RoI of the group
+  int64_t group, channel_begin, roi; // roi < 0: every RoI of the group
   int64_t cost;
 };
 
@@ -196,12 +230,18 @@ using Vec = at::vec::Vectorized<acc_t>;
 // until it is called again with the same slot. Columns are taken in pairs: two FMA
 // chains per vector, held in registers, hide the FMA latency.
 template <typename acc_t, typename Pixel>
-inline void pool_bin(const Tap<acc_t>* rows, int64_t num_rows, const Tap<acc_t>* cols, int64_t num_cols,
-                     const Pixel& pixel, acc_t* out) {
+inline void pool_bin(
+    const Tap<acc_t>* rows,
+    int64_t num_rows,
+    const Tap<acc_t>* cols,
+    int64_t num_cols,
+    const Pixel& pixel,
+    acc_t* out) {
   using V = Vec<acc_t>;
   constexpr int64_t kVecs = kChannelBlock / V::size();
   V even[kVecs], odd[kVecs];
-  for (int64_t v = 0; v < kVecs; ++v) even[v] = odd[v] = V(acc_t(0));
+  for (int64_t v = 0; v < kVecs; ++v)
+    even[v] = odd[v] = V(acc_t(0));
   for (int64_t i = 0; i < num_rows; ++i) {
     const int64_t y = rows[i].index;
     const acc_t wy = rows[i].weight;
@@ -218,19 +258,28 @@ inline void pool_bin(const Tap<acc_t>* rows, int64_t num_rows, const Tap<acc_t>*
     if (j < num_cols) {
       const V w0(wy * cols[j].weight);
       const acc_t* p0 = pixel(y, cols[j].index, 0);
-      for (int64_t v = 0; v < kVecs; ++v) even[v] = at::vec::fmadd(w0, V::loadu(p0 + v * V::size()), even[v]);
+      for (int64_t v = 0; v < kVecs; ++v)
+        even[v] = at::vec::fmadd(w0, V::loadu(p0 + v * V::size()), even[v]);
     }
   }
-  for (int64_t v = 0; v < kVecs; ++v) (even[v] + odd[v]).store(out + v * V::size());
+  for (int64_t v = 0; v < kVecs; ++v)
+    (even[v] + odd[v]).store(out + v * V::size());
 }
 
 // Adds weight-scaled copies of a kChannelBlock-channel gradient vector to a bin's taps.
 template <typename acc_t>
-inline void scatter_bin(const Tap<acc_t>* rows, int64_t num_rows, const Tap<acc_t>* cols, int64_t num_cols,
-                        const acc_t* grad, acc_t* packed, int64_t width) {
+inline void scatter_bin(
+    const Tap<acc_t>* rows,
+    int64_t num_rows,
+    const Tap<acc_t>* cols,
+    int64_t num_cols,
+    const acc_t* grad,
+    acc_t* packed,
+    int64_t width) {
   constexpr int64_t kVecs = kChannelBlock / Vec<acc_t>::size();
   Vec<acc_t> g[kVecs];
-  for (int64_t v = 0; v < kVecs; ++v) g[v] = Vec<acc_t>::loadu(grad + v * Vec<acc_t>::size());
+  for (int64_t v = 0; v < kVecs; ++v)
+    g[v] = Vec<acc_t>::loadu(grad + v * Vec<acc_t>::size());
   for (int64_t i = 0; i < num_rows; ++i) {
     for (int64_t j = 0; j < num_cols; ++j) {
       const Vec<acc_t> w(rows[i].weight * cols[j].weight);
@@ -257,7 +306,8 @@ void pack_block(const scalar_t* image, const LevelView& lv, int64_t c0, int64_t 
       for (int64_t x = 0; x < w; ++x) {
         const scalar_t* src = image + c0 + y * lv.stride_h + x * lv.stride_w;
         acc_t* dst = packed + (y * w + x) * kChannelBlock;
-        for (int64_t k = 0; k < kChannelBlock; ++k) dst[k] = static_cast<acc_t>(src[k]);
+        for (int64_t k = 0; k < kChannelBlock; ++k)
+          dst[k] = static_cast<acc_t>(src[k]);
       }
     }
     return;
@@ -268,7 +318,8 @@ void pack_block(const scalar_t* image, const LevelView& lv, int64_t c0, int64_t 
       for (int64_t x = 0; x < w; ++x) {
         const scalar_t* src = image + c0 * lv.stride_c + y * lv.stride_h + x * lv.stride_w;
         acc_t* dst = packed + (y * w + x) * kChannelBlock;
-        for (int64_t k = 0; k < num_channels; ++k) dst[k] = static_cast<acc_t>(src[k * lv.stride_c]);
+        for (int64_t k = 0; k < num_channels; ++k)
+          dst[k] = static_cast<acc_t>(src[k * lv.stride_c]);
       }
     }
     return;
@@ -283,15 +334,16 @@ void pack_block(const scalar_t* image, const LevelView& lv, int64_t c0, int64_t 
       if (num_channels == kChannelBlock) {
         for (; x + kTile <= w; x += kTile) {
           for (int64_t k = 0; k < kChannelBlock; k += kTile) {
-            at::vec::transpose_mxn<acc_t, kTile, kTile>(row + k * lv.stride_c + x, lv.stride_c,
-                                                        dst + x * kChannelBlock + k, kChannelBlock);
+            at::vec::transpose_mxn<acc_t, kTile, kTile>(
+                row + k * lv.stride_c + x, lv.stride_c, dst + x * kChannelBlock + k, kChannelBlock);
           }
         }
       }
     }
     for (int64_t k = 0; k < num_channels; ++k) {
       const scalar_t* src = row + k * lv.stride_c;
-      for (int64_t xt = x; xt < w; ++xt) dst[xt * kChannelBlock + k] = static_cast<acc_t>(src[xt]);
+      for (int64_t xt = x; xt < w; ++xt)
+        dst[xt * kChannelBlock + k] = static_cast<acc_t>(src[xt]);
     }
   }
 }
@@ -311,22 +363,23 @@ void unpack_block(const scalar_t* packed, const LevelView& lv, int64_t c0, int64
   if (num_channels == kChannelBlock) {
     for (; i + kTile <= pixels; i += kTile) {
       for (int64_t k = 0; k < kChannelBlock; k += kTile) {
-        at::vec::transpose_mxn<scalar_t, kTile, kTile>(packed + i * kChannelBlock + k, kChannelBlock,
-                                                       image + (c0 + k) * pixels + i, pixels);
+        at::vec::transpose_mxn<scalar_t, kTile, kTile>(
+            packed + i * kChannelBlock + k, kChannelBlock, image + (c0 + k) * pixels + i, pixels);
       }
     }
   }
   for (int64_t k = 0; k < num_channels; ++k) {
     scalar_t* dst = image + (c0 + k) * pixels;
-    for (int64_t t = i; t < pixels; ++t) dst[t] = packed[t * kChannelBlock + k];
+    for (int64_t t = i; t < pixels; ++t)
+      dst[t] = packed[t * kChannelBlock + k];
   }
 }
 
 template <typename acc_t>
 struct ForwardScratch {
   std::vector<acc_t> packed, bins;
-  std::vector<acc_t> slice;  // one RoI's output channels, before they are streamed out
-  acc_t gathered[2][kChannelBlock] = {};  // zero padding past the block's channels
+  std::vector<acc_t> slice; // one RoI's output channels, before they are streamed out
+  acc_t gathered[2][kChannelBlock] = {}; // zero padding past the block's channels
 };
 
 template <typename scalar_t>
@@ -345,12 +398,19 @@ struct ForwardBody {
   void pool_roi(int64_t k, const Pixel& pixel, const Prefetch& prefetch, Scratch& s) const {
     const int64_t bins = p.pooled_h * p.pooled_w;
     s.bins.resize(bins * kChannelBlock);
-    for (int64_t b = 0; b < std::min(kPrefetchBins, bins); ++b) prefetch(b / p.pooled_w, b % p.pooled_w);
+    for (int64_t b = 0; b < std::min(kPrefetchBins, bins); ++b)
+      prefetch(b / p.pooled_w, b % p.pooled_w);
     for (int64_t b = 0; b < bins; ++b) {
-      if (b + kPrefetchBins < bins) prefetch((b + kPrefetchBins) / p.pooled_w, (b + kPrefetchBins) % p.pooled_w);
+      if (b + kPrefetchBins < bins)
+        prefetch((b + kPrefetchBins) / p.pooled_w, (b + kPrefetchBins) % p.pooled_w);
       const int64_t ph = b / p.pooled_w, pw = b % p.pooled_w;
-      pool_bin(taps.bin(k, ph), taps.size(k, ph), taps.bin(k, p.pooled_h + pw), taps.size(k, p.pooled_h + pw),
-               pixel, s.bins.data() + b * kChannelBlock);
+      pool_bin(
+          taps.bin(k, ph),
+          taps.size(k, ph),
+          taps.bin(k, p.pooled_h + pw),
+          taps.size(k, p.pooled_h + pw),
+          pixel,
+          s.bins.data() + b * kChannelBlock);
     }
   }
 
@@ -365,7 +425,8 @@ struct ForwardBody {
       for (int64_t i = 0; i < num_rows; ++i) {
         for (int64_t j = 0; j < num_cols; ++j) {
           const acc_t* line = pixel(rows[i].index, cols[j].index, 0);
-          for (size_t b = 0; b < kChannelBlock * sizeof(acc_t); b += 64) __builtin_prefetch(line + b / sizeof(acc_t));
+          for (size_t b = 0; b < kChannelBlock * sizeof(acc_t); b += 64)
+            __builtin_prefetch(line + b / sizeof(acc_t));
         }
       }
     };
@@ -396,14 +457,15 @@ struct ForwardBody {
       if (num_channels == kChannelBlock) {
         for (; b0 + kTile <= bins; b0 += kTile) {
           for (int64_t c = 0; c < kChannelBlock; c += kTile) {
-            at::vec::transpose_mxn<acc_t, kTile, kTile>(s.bins.data() + b0 * kChannelBlock + c, kChannelBlock,
-                                                        dst + c * bins + b0, bins);
+            at::vec::transpose_mxn<acc_t, kTile, kTile>(
+                s.bins.data() + b0 * kChannelBlock + c, kChannelBlock, dst + c * bins + b0, bins);
           }
         }
       }
     }
     for (int64_t c = 0; c < num_channels; ++c) {
-      for (int64_t b = b0; b < bins; ++b) dst[c * bins + b] = static_cast<scalar_t>(s.bins[b * kChannelBlock + c]);
+      for (int64_t b = b0; b < bins; ++b)
+        dst[c * bins + b] = static_cast<scalar_t>(s.bins[b * kChannelBlock + c]);
     }
   }
 
@@ -427,7 +489,8 @@ struct ForwardBody {
     auto pixel = [&lv, base, &s, num_channels](int64_t y, int64_t x, int slot) {
       const scalar_t* src = base + y * lv.stride_h + x * lv.stride_w;
       acc_t* dst = s.gathered[slot];
-      for (int64_t c = 0; c < num_channels; ++c) dst[c] = static_cast<acc_t>(src[c * lv.stride_c]);
+      for (int64_t c = 0; c < num_channels; ++c)
+        dst[c] = static_cast<acc_t>(src[c * lv.stride_c]);
       return static_cast<const acc_t*>(dst);
     };
     pool_roi(t.roi, pixel, [](int64_t, int64_t) {}, s);
@@ -437,8 +500,12 @@ struct ForwardBody {
 };
 
 template <typename scalar_t>
-void forward_impl(at::TensorList features, const at::Tensor& rois, const int64_t* level_of, const Problem& p,
-                  at::Tensor& output) {
+void forward_impl(
+    at::TensorList features,
+    const at::Tensor& rois,
+    const int64_t* level_of,
+    const Problem& p,
+    at::Tensor& output) {
   using acc_t = at::opmath_type<scalar_t>;
   const RoITaps<acc_t> taps = compute_taps<scalar_t, acc_t>(rois, level_of, p);
   const std::vector<Group> groups = make_groups(rois, level_of, taps, p);
@@ -451,7 +518,8 @@ void forward_impl(at::TensorList features, const at::Tensor& rois, const int64_t
       if (g.packed) {
         tasks.push_back({gi, c0, -1, lv.height * lv.width + g.taps_per_channel});
       } else {
-        for (int64_t k : g.rois) tasks.push_back({gi, c0, k, bins});
+        for (int64_t k : g.rois)
+          tasks.push_back({gi, c0, k, bins});
       }
     }
   }
@@ -480,7 +548,8 @@ struct BackwardBody {
     s.grad.assign(bins * kChannelBlock, scalar_t(0));
     const scalar_t* src = grad_out + (k * p.channels + c0) * bins;
     for (int64_t c = 0; c < num_channels; ++c) {
-      for (int64_t b = 0; b < bins; ++b) s.grad[b * kChannelBlock + c] = src[c * bins + b];
+      for (int64_t b = 0; b < bins; ++b)
+        s.grad[b * kChannelBlock + c] = src[c * bins + b];
     }
     return s.grad.data();
   }
@@ -497,9 +566,14 @@ struct BackwardBody {
         const scalar_t* gk = gather_grad(k, c0, num_channels, s);
         for (int64_t ph = 0; ph < p.pooled_h; ++ph) {
           for (int64_t pw = 0; pw < p.pooled_w; ++pw) {
-            scatter_bin(taps.bin(k, ph), taps.size(k, ph), taps.bin(k, p.pooled_h + pw),
-                        taps.size(k, p.pooled_h + pw), gk + (ph * p.pooled_w + pw) * kChannelBlock,
-                        s.packed.data(), w);
+            scatter_bin(
+                taps.bin(k, ph),
+                taps.size(k, ph),
+                taps.bin(k, p.pooled_h + pw),
+                taps.size(k, p.pooled_h + pw),
+                gk + (ph * p.pooled_w + pw) * kChannelBlock,
+                s.packed.data(),
+                w);
           }
         }
       }
@@ -509,7 +583,8 @@ struct BackwardBody {
     // Few taps: scatter straight into this task's own channels of the gradient.
     scalar_t* slice = image + c0 * lv.stride_c;
     if (lv.stride_c == 1) {
-      for (int64_t i = 0; i < h * w; ++i) std::fill(slice + i * lv.stride_w, slice + i * lv.stride_w + num_channels, scalar_t(0));
+      for (int64_t i = 0; i < h * w; ++i)
+        std::fill(slice + i * lv.stride_w, slice + i * lv.stride_w + num_channels, scalar_t(0));
     } else {
       std::fill(slice, slice + num_channels * h * w, scalar_t(0));
     }
@@ -524,7 +599,8 @@ struct BackwardBody {
             for (int64_t j = 0; j < taps.size(k, p.pooled_h + pw); ++j) {
               const scalar_t wt = rows[i].weight * cols[j].weight;
               scalar_t* dst = slice + rows[i].index * lv.stride_h + cols[j].index * lv.stride_w;
-              for (int64_t c = 0; c < num_channels; ++c) dst[c * lv.stride_c] += wt * gb[c];
+              for (int64_t c = 0; c < num_channels; ++c)
+                dst[c * lv.stride_c] += wt * gb[c];
             }
           }
         }
@@ -536,8 +612,12 @@ struct BackwardBody {
 // grads[l] is an NCHW- or channels-last-contiguous [N, C, H_l, W_l] tensor, described
 // by p.levels[l]; every element is written.
 template <typename scalar_t>
-void backward_impl(const at::Tensor& grad, const at::Tensor& rois, const int64_t* level_of, const Problem& p,
-                   std::vector<at::Tensor>& grads) {
+void backward_impl(
+    const at::Tensor& grad,
+    const at::Tensor& rois,
+    const int64_t* level_of,
+    const Problem& p,
+    std::vector<at::Tensor>& grads) {
   const RoITaps<scalar_t> taps = compute_taps<scalar_t, scalar_t>(rois, level_of, p);
   const std::vector<Group> groups = make_groups(rois, level_of, taps, p);
   std::vector<Task> tasks;
@@ -551,8 +631,13 @@ void backward_impl(const at::Tensor& grad, const at::Tensor& rois, const int64_t
   run_tasks(tasks, body);
 }
 
-Problem make_problem(int64_t batch, int64_t channels, int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
-                     bool aligned) {
+Problem make_problem(
+    int64_t batch,
+    int64_t channels,
+    int64_t pooled_h,
+    int64_t pooled_w,
+    int64_t sampling_ratio,
+    bool aligned) {
   Problem p;
   p.batch = batch;
   p.channels = channels;
@@ -576,9 +661,15 @@ const int64_t* checked_levels(const at::Tensor& rois, const at::Tensor* levels, 
   return level_of;
 }
 
-at::Tensor pyramid_forward(at::TensorList features, const at::Tensor& rois_in, const at::Tensor* levels_in,
-                           at::ArrayRef<double> spatial_scales, int64_t pooled_h, int64_t pooled_w,
-                           int64_t sampling_ratio, bool aligned) {
+at::Tensor pyramid_forward(
+    at::TensorList features,
+    const at::Tensor& rois_in,
+    const at::Tensor* levels_in,
+    at::ArrayRef<double> spatial_scales,
+    int64_t pooled_h,
+    int64_t pooled_w,
+    int64_t sampling_ratio,
+    bool aligned) {
   check_pyramid(features, spatial_scales);
   check_rois(rois_in, features[0]);
   Problem p = make_problem(features[0].size(0), features[0].size(1), pooled_h, pooled_w, sampling_ratio, aligned);
@@ -597,23 +688,45 @@ at::Tensor pyramid_forward(at::TensorList features, const at::Tensor& rois_in, c
   if (output.numel() == 0) {
     return output;
   }
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rois.scalar_type(), "roi_align_forward",
-                                  [&] { forward_impl<scalar_t>(features, rois, level_of, p, output); });
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rois.scalar_type(), "roi_align_forward", [&] {
+    forward_impl<scalar_t>(features, rois, level_of, p, output);
+  });
   return output;
 }
 
-std::vector<at::Tensor> pyramid_backward(const at::Tensor& grad_in, const at::Tensor& rois_in,
-                                         const at::Tensor* levels_in, at::ArrayRef<double> spatial_scales,
-                                         int64_t pooled_h, int64_t pooled_w, int64_t batch, int64_t channels,
-                                         at::ArrayRef<int64_t> heights, at::ArrayRef<int64_t> widths,
-                                         int64_t sampling_ratio, bool aligned, bool channels_last) {
+std::vector<at::Tensor> pyramid_backward(
+    const at::Tensor& grad_in,
+    const at::Tensor& rois_in,
+    const at::Tensor* levels_in,
+    at::ArrayRef<double> spatial_scales,
+    int64_t pooled_h,
+    int64_t pooled_w,
+    int64_t batch,
+    int64_t channels,
+    at::ArrayRef<int64_t> heights,
+    at::ArrayRef<int64_t> widths,
+    int64_t sampling_ratio,
+    bool aligned,
+    bool channels_last) {
   check_backward_args(grad_in, rois_in, spatial_scales, pooled_h, pooled_w, channels, heights, widths);
   if (grad_in.scalar_type() == at::kHalf || grad_in.scalar_type() == at::kBFloat16) {
     // Accumulate reduced-precision gradients in float32, then round once.
-    std::vector<at::Tensor> grads =
-        pyramid_backward(grad_in.to(at::kFloat), rois_in.to(at::kFloat), levels_in, spatial_scales, pooled_h,
-                         pooled_w, batch, channels, heights, widths, sampling_ratio, aligned, channels_last);
-    for (at::Tensor& g : grads) g = g.to(grad_in.scalar_type());
+    std::vector<at::Tensor> grads = pyramid_backward(
+        grad_in.to(at::kFloat),
+        rois_in.to(at::kFloat),
+        levels_in,
+        spatial_scales,
+        pooled_h,
+        pooled_w,
+        batch,
+        channels,
+        heights,
+        widths,
+        sampling_ratio,
+        aligned,
+        channels_last);
+    for (at::Tensor& g : grads)
+      g = g.to(grad_in.scalar_type());
     return grads;
   }
   Problem p = make_problem(batch, channels, pooled_h, pooled_w, sampling_ratio, aligned);
@@ -634,14 +747,16 @@ std::vector<at::Tensor> pyramid_backward(const at::Tensor& grad_in, const at::Te
     return grads;
   }
   const at::Tensor grad = grad_in.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "roi_align_backward",
-                             [&] { backward_impl<scalar_t>(grad, rois, level_of, p, grads); });
+  AT_DISPATCH_FLOATING_TYPES(
+      grad.scalar_type(), "roi_align_backward", [&] { backward_impl<scalar_t>(grad, rois, level_of, p, grads); });
   return grads;
 }
 
-}  // namespace
+} // namespace
 
-TORCH_LIBRARY_IMPL(maskx, CPU, m) { EntryPoints<&pyramid_forward, &pyramid_backward>::register_kernels(m); }
+TORCH_LIBRARY_IMPL(maskx, CPU, m) {
+  EntryPoints<&pyramid_forward, &pyramid_backward>::register_kernels(m);
+}
 
-}  // namespace roi_align
-}  // namespace maskx
+} // namespace roi_align
+} // namespace maskx

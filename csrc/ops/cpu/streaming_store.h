@@ -20,8 +20,10 @@ inline void stream_copy(const T* src, int64_t n, T* dst) {
   if constexpr (std::is_same_v<T, float>) {
     if (reinterpret_cast<uintptr_t>(dst) % 32 == 0) {
       int64_t i = 0;
-      for (; i + 8 <= n; i += 8) _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
-      for (; i < n; ++i) dst[i] = src[i];
+      for (; i + 8 <= n; i += 8)
+        _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
+      for (; i < n; ++i)
+        dst[i] = src[i];
       return;
     }
   }
@@ -54,7 +56,8 @@ inline void stream_bytes(const void* src, int64_t bytes, void* dst) {
     _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i + 32), hi);
   }
   d += i;
-  if (s) s += i;
+  if (s)
+    s += i;
   bytes -= i;
 #endif
   if (s) {
@@ -72,5 +75,5 @@ inline void stream_fence() {
 #endif
 }
 
-}  // namespace cpu
-}  // namespace maskx
+} // namespace cpu
+} // namespace maskx

@@ -24,7 +24,9 @@ using Vec = at::vec::Vectorized<T>;
 
 // Rows per task of a pass over a [rows, cols] matrix: at least 64K elements, so that the
 // small outputs of COCO-sized problems run inline instead of waking the thread pool.
-int64_t grain(int64_t cols) { return std::max<int64_t>(1, 65536 / std::max<int64_t>(cols, 1)); }
+int64_t grain(int64_t cols) {
+  return std::max<int64_t>(1, 65536 / std::max<int64_t>(cols, 1));
+}
 
 // out = LeakyReLU(out), in place, in one vectorised pass.
 template <typename scalar_t>
@@ -78,37 +80,45 @@ void activation_grad(at::Tensor& grad, const at::Tensor& activation, double slop
   });
 }
 
-std::tuple<at::Tensor, std::vector<at::Tensor>> transfer_mlp_forward_kernel(const at::Tensor& x,
-                                                                             at::TensorList weights,
-                                                                             at::TensorList biases,
-                                                                             double negative_slope) {
+std::tuple<at::Tensor, std::vector<at::Tensor>> transfer_mlp_forward_kernel(
+    const at::Tensor& x,
+    at::TensorList weights,
+    at::TensorList biases,
+    double negative_slope) {
   return run_layers(
-      x, weights, biases, negative_slope,
+      x,
+      weights,
+      biases,
+      negative_slope,
       // The bias is the product's initial value (beta = 1), written by the GEMM itself.
       [](const at::Tensor& h, const at::Tensor& w, const at::Tensor& b) { return at::addmm(b, h, w.t()); },
       [](at::Tensor& out, double slope) {
-        AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "transfer_mlp_leaky_relu",
-                                        [&] { leaky_relu_<scalar_t>(out, slope); });
+        AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "transfer_mlp_leaky_relu", [&] {
+          leaky_relu_<scalar_t>(out, slope);
+        });
       });
 }
 
 std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>, at::Tensor> transfer_mlp_backward_kernel(
-    const at::Tensor& grad, const at::Tensor& x, at::TensorList hidden, at::TensorList weights,
+    const at::Tensor& grad,
+    const at::Tensor& x,
+    at::TensorList hidden,
+    at::TensorList weights,
     double negative_slope) {
-  return run_layers_backward(grad, x, hidden, weights, negative_slope,
-                             [](at::Tensor& g, const at::Tensor& activation, double slope) {
-                               AT_DISPATCH_FLOATING_TYPES_AND2(
-                                   at::kHalf, at::kBFloat16, g.scalar_type(), "transfer_mlp_activation_grad",
-                                   [&] { activation_grad<scalar_t>(g, activation, slope); });
-                             });
+  return run_layers_backward(
+      grad, x, hidden, weights, negative_slope, [](at::Tensor& g, const at::Tensor& activation, double slope) {
+        AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "transfer_mlp_activation_grad", [&] {
+          activation_grad<scalar_t>(g, activation, slope);
+        });
+      });
 }
 
-}  // namespace
+} // namespace
 
 TORCH_LIBRARY_IMPL(maskx, CPU, m) {
   m.impl("transfer_mlp", &transfer_mlp_forward_kernel);
   m.impl("_transfer_mlp_backward", &transfer_mlp_backward_kernel);
 }
 
-}  // namespace transfer_mlp
-}  // namespace maskx
+} // namespace transfer_mlp
+} // namespace maskx

@@ -15,7 +15,10 @@ namespace {
 
 // Values (finite coordinates and scores) are checked by the Python face before the call.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> multiclass_nms_forward_kernel(
-    const at::Tensor& boxes, const at::Tensor& scores, double score_threshold, double iou_threshold,
+    const at::Tensor& boxes,
+    const at::Tensor& scores,
+    double score_threshold,
+    double iou_threshold,
     int64_t max_detections) {
   check_multiclass(boxes, scores, score_threshold, iou_threshold, max_detections);
   const c10::cuda::CUDAGuard guard(boxes.device());
@@ -30,21 +33,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> multiclass_nms_forwar
   });
   const at::Tensor rows = flat.div(cols, "floor");
   const at::Tensor classes = flat.remainder(cols);
-  const at::Tensor cand_boxes =
-      per_class ? boxes.reshape({-1, 4}).index_select(0, flat) : boxes.index_select(0, rows);
-  const at::Tensor kept = nms_cuda(cand_boxes, flat_scores.index_select(0, flat), classes, iou_threshold)
-                              .slice(0, 0, max_detections);
+  const at::Tensor cand_boxes = per_class ? boxes.reshape({-1, 4}).index_select(0, flat) : boxes.index_select(0, rows);
+  const at::Tensor kept =
+      nms_cuda(cand_boxes, flat_scores.index_select(0, flat), classes, iou_threshold).slice(0, 0, max_detections);
   const at::Tensor indices = rows.index_select(0, kept);
   const at::Tensor labels = classes.index_select(0, kept);
   const at::Tensor out_boxes = per_class ? boxes.index({indices, labels}) : boxes.index_select(0, indices);
   return {out_boxes, scores.index({indices, labels}), labels, indices};
 }
 
-}  // namespace
+} // namespace
 
 TORCH_LIBRARY_IMPL(maskx, CUDA, m) {
   m.impl("multiclass_nms", &multiclass_nms_forward_kernel);
 }
 
-}  // namespace nms
-}  // namespace maskx
+} // namespace nms
+} // namespace maskx

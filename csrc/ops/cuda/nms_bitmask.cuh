@@ -22,13 +22,18 @@ namespace maskx {
 namespace nms {
 namespace {
 
-constexpr int kTile = 64;  // boxes per mask word
+constexpr int kTile = 64; // boxes per mask word
 constexpr int kKeepThreads = 256;
 constexpr int64_t kMaxSharedRemovedWords = (48 * 1024) / sizeof(uint64_t);
 
 template <typename T>
-__global__ void nms_mask_kernel(int64_t n, int64_t col_blocks, const T* __restrict__ boxes,
-                                const int64_t* __restrict__ classes, T threshold, uint64_t* __restrict__ mask) {
+__global__ void nms_mask_kernel(
+    int64_t n,
+    int64_t col_blocks,
+    const T* __restrict__ boxes,
+    const int64_t* __restrict__ classes,
+    T threshold,
+    uint64_t* __restrict__ mask) {
   const int64_t row_block = blockIdx.y;
   const int64_t col_block = blockIdx.x;
   // Only boxes after box i can be suppressed by it: tiles left of the diagonal are unused.
@@ -60,8 +65,8 @@ __global__ void nms_mask_kernel(int64_t n, int64_t col_blocks, const T* __restri
   const int64_t a_class = classes != nullptr ? classes[i] : 0;
   uint64_t bits = 0;
   for (int k = row_block == col_block ? t + 1 : 0; k < col_size; ++k) {
-    if (tile_class[k] == a_class && iou_above(ax1, ay1, ax2, ay2, a_area, tile[k][0], tile[k][1], tile[k][2],
-                                              tile[k][3], tile[k][4], threshold)) {
+    if (tile_class[k] == a_class &&
+        iou_above(ax1, ay1, ax2, ay2, a_area, tile[k][0], tile[k][1], tile[k][2], tile[k][3], tile[k][4], threshold)) {
       bits |= uint64_t(1) << k;
     }
   }
@@ -70,8 +75,12 @@ __global__ void nms_mask_kernel(int64_t n, int64_t col_blocks, const T* __restri
 
 // One block: the greedy pass over the mask. `removed_global` is null when the removed
 // set fits in shared memory.
-__global__ void nms_keep_kernel(int64_t n, int64_t col_blocks, const uint64_t* __restrict__ mask,
-                                uint64_t* removed_global, bool* __restrict__ keep) {
+__global__ void nms_keep_kernel(
+    int64_t n,
+    int64_t col_blocks,
+    const uint64_t* __restrict__ mask,
+    uint64_t* removed_global,
+    bool* __restrict__ keep) {
   extern __shared__ uint64_t removed_shared[];
   uint64_t* removed = removed_global != nullptr ? removed_global : removed_shared;
   for (int64_t j = threadIdx.x; j < col_blocks; j += blockDim.x) {
@@ -102,8 +111,11 @@ __global__ void nms_keep_kernel(int64_t n, int64_t col_blocks, const uint64_t* _
 
 // Greedy NMS (per class when `classes` is defined) of boxes [N, 4] and scores [N] on
 // one CUDA device; returns the kept indices in decreasing score order.
-inline at::Tensor nms_cuda(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& classes,
-                           double iou_threshold) {
+inline at::Tensor nms_cuda(
+    const at::Tensor& boxes,
+    const at::Tensor& scores,
+    const at::Tensor& classes,
+    double iou_threshold) {
   const c10::cuda::CUDAGuard guard(boxes.device());
   const int64_t n = boxes.size(0);
   if (n == 0) {
@@ -122,19 +134,26 @@ inline at::Tensor nms_cuda(const at::Tensor& boxes, const at::Tensor& scores, co
   at::Tensor removed = shared ? at::Tensor() : at::empty({col_blocks}, boxes.options().dtype(at::kLong));
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(type, "nms_mask_kernel", [&] {
-    nms_mask_kernel<scalar_t><<<dim3(static_cast<unsigned>(col_blocks), static_cast<unsigned>(col_blocks)), kTile, 0, stream>>>(
-        n, col_blocks, sorted_boxes.data_ptr<scalar_t>(),
-        sorted_classes.defined() ? sorted_classes.data_ptr<int64_t>() : nullptr,
-        compute_threshold<scalar_t>(iou_threshold), reinterpret_cast<uint64_t*>(mask.data_ptr<int64_t>()));
+    nms_mask_kernel<scalar_t>
+        <<<dim3(static_cast<unsigned>(col_blocks), static_cast<unsigned>(col_blocks)), kTile, 0, stream>>>(
+            n,
+            col_blocks,
+            sorted_boxes.data_ptr<scalar_t>(),
+            sorted_classes.defined() ? sorted_classes.data_ptr<int64_t>() : nullptr,
+            compute_threshold<scalar_t>(iou_threshold),
+            reinterpret_cast<uint64_t*>(mask.data_ptr<int64_t>()));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   nms_keep_kernel<<<1, kKeepThreads, shared ? col_blocks * sizeof(uint64_t) : 0, stream>>>(
-      n, col_blocks, reinterpret_cast<const uint64_t*>(mask.data_ptr<int64_t>()),
-      shared ? nullptr : reinterpret_cast<uint64_t*>(removed.data_ptr<int64_t>()), keep.data_ptr<bool>());
+      n,
+      col_blocks,
+      reinterpret_cast<const uint64_t*>(mask.data_ptr<int64_t>()),
+      shared ? nullptr : reinterpret_cast<uint64_t*>(removed.data_ptr<int64_t>()),
+      keep.data_ptr<bool>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return order.masked_select(keep);
 }
 
-}  // namespace
-}  // namespace nms
-}  // namespace maskx
+} // namespace
+} // namespace nms
+} // namespace maskx

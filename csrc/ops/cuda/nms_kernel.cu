@@ -16,11 +16,11 @@ at::Tensor nms_forward_kernel(const at::Tensor& boxes, const at::Tensor& scores,
   return nms_cuda(boxes, scores, at::Tensor(), iou_threshold);
 }
 
-}  // namespace
+} // namespace
 
 TORCH_LIBRARY_IMPL(maskx, CUDA, m) {
   m.impl("nms", &nms_forward_kernel);
 }
 
-}  // namespace nms
-}  // namespace maskx
+} // namespace nms
+} // namespace maskx

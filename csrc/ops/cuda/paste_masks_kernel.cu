@@ -35,8 +35,8 @@ constexpr int64_t kRowsPerBlock = 8;
 constexpr int64_t kMaxGridY = 65535;
 
 template <typename T, typename scalar_t>
-__device__ T pixel_value(const scalar_t* mask, const Geometry& g, int64_t y, int64_t x, int64_t m_h, int64_t m_w,
-                         int64_t padding) {
+__device__ T
+pixel_value(const scalar_t* mask, const Geometry& g, int64_t y, int64_t x, int64_t m_h, int64_t m_w, int64_t padding) {
   const int64_t in_h = m_h + 2 * padding, in_w = m_w + 2 * padding;
   return resized_pixel<T>(g, y - g.box_y0, x - g.box_x0, in_h, in_w, [&](int64_t i, int64_t j) {
     return padded_sample<T>(mask, m_h, m_w, padding, i, j);
@@ -46,19 +46,29 @@ __device__ T pixel_value(const scalar_t* mask, const Geometry& g, int64_t y, int
 // Grid (N, bands of kRowsPerBlock rows; a block takes further bands when the grid is
 // capped). `out` is zero outside the boxes already.
 template <typename scalar_t, typename box_t, typename out_t>
-__global__ void paste_kernel(const scalar_t* __restrict__ masks, const box_t* __restrict__ boxes, int64_t m_h,
-                             int64_t m_w, int64_t padding, box_t scale, int64_t height, int64_t width,
-                             at::opmath_type<scalar_t> threshold, out_t* __restrict__ out) {
+__global__ void paste_kernel(
+    const scalar_t* __restrict__ masks,
+    const box_t* __restrict__ boxes,
+    int64_t m_h,
+    int64_t m_w,
+    int64_t padding,
+    box_t scale,
+    int64_t height,
+    int64_t width,
+    at::opmath_type<scalar_t> threshold,
+    out_t* __restrict__ out) {
   using T = at::opmath_type<scalar_t>;
   const int64_t n = blockIdx.x;
   const Geometry g = box_geometry<box_t>(boxes + 4 * n, scale, height, width);
-  if (g.empty()) return;
+  if (g.empty())
+    return;
   const scalar_t* mask = masks + n * m_h * m_w;
   const int64_t cols = g.x_end - g.x_begin;
   for (int64_t band = blockIdx.y; band * kRowsPerBlock < height; band += gridDim.y) {
     const int64_t ya = max64(band * kRowsPerBlock, g.y_begin);
     const int64_t yb = min64((band + 1) * kRowsPerBlock, g.y_end);
-    if (ya >= yb) continue;
+    if (ya >= yb)
+      continue;
     const int64_t pixels = (yb - ya) * cols;
     for (int64_t p = threadIdx.x; p < pixels; p += blockDim.x) {
       const int64_t y = ya + p / cols, x = g.x_begin + p % cols;
@@ -76,9 +86,15 @@ __global__ void paste_kernel(const scalar_t* __restrict__ masks, const box_t* __
 // Grid (N, blocks per mask): mask n's thresholded box pixels, row-major, at crops +
 // offsets[n]. geo is [N, 8] int64 (Geometry's fields in order).
 template <typename scalar_t>
-__global__ void crop_kernel(const scalar_t* __restrict__ masks, const int64_t* __restrict__ geo,
-                            const int64_t* __restrict__ offsets, int64_t m_h, int64_t m_w, int64_t padding,
-                            at::opmath_type<scalar_t> threshold, uint8_t* __restrict__ crops) {
+__global__ void crop_kernel(
+    const scalar_t* __restrict__ masks,
+    const int64_t* __restrict__ geo,
+    const int64_t* __restrict__ offsets,
+    int64_t m_h,
+    int64_t m_w,
+    int64_t padding,
+    at::opmath_type<scalar_t> threshold,
+    uint8_t* __restrict__ crops) {
   using T = at::opmath_type<scalar_t>;
   const int64_t n = blockIdx.x;
   const int64_t* f = geo + 8 * n;
@@ -91,7 +107,8 @@ __global__ void crop_kernel(const scalar_t* __restrict__ masks, const int64_t* _
   g.x_end = f[5];
   g.y_begin = f[6];
   g.y_end = f[7];
-  if (g.empty()) return;
+  if (g.empty())
+    return;
   const scalar_t* mask = masks + n * m_h * m_w;
   const int64_t cols = g.x_end - g.x_begin;
   const int64_t pixels = (g.y_end - g.y_begin) * cols;
@@ -102,13 +119,19 @@ __global__ void crop_kernel(const scalar_t* __restrict__ masks, const int64_t* _
   }
 }
 
-at::Tensor paste_masks_forward_kernel(const at::Tensor& masks, const at::Tensor& boxes, int64_t height,
-                                      int64_t width, int64_t padding, std::optional<double> threshold) {
+at::Tensor paste_masks_forward_kernel(
+    const at::Tensor& masks,
+    const at::Tensor& boxes,
+    int64_t height,
+    int64_t width,
+    int64_t padding,
+    std::optional<double> threshold) {
   check_args("paste_masks", masks, boxes, height, width, padding, threshold);
   const c10::cuda::CUDAGuard guard(masks.device());
   const at::TensorOptions options = threshold.has_value() ? masks.options().dtype(at::kBool) : masks.options();
   at::Tensor output = at::zeros({masks.size(0), height, width}, options);
-  if (output.numel() == 0) return output;
+  if (output.numel() == 0)
+    return output;
   const at::Tensor m = masks.contiguous(), b = boxes.contiguous();
   const int64_t bands = (height + kRowsPerBlock - 1) / kRowsPerBlock;
   const dim3 grid(masks.size(0), std::min(bands, kMaxGridY));
@@ -122,12 +145,28 @@ at::Tensor paste_masks_forward_kernel(const at::Tensor& masks, const at::Tensor&
       using box_t = scalar_t;
       if (threshold.has_value()) {
         paste_kernel<mask_t, box_t, bool><<<grid, kThreads, 0, stream>>>(
-            m.data_ptr<mask_t>(), b.data_ptr<box_t>(), m.size(1), m.size(2), padding, static_cast<box_t>(scale),
-            height, width, t, output.data_ptr<bool>());
+            m.data_ptr<mask_t>(),
+            b.data_ptr<box_t>(),
+            m.size(1),
+            m.size(2),
+            padding,
+            static_cast<box_t>(scale),
+            height,
+            width,
+            t,
+            output.data_ptr<bool>());
       } else {
         paste_kernel<mask_t, box_t, mask_t><<<grid, kThreads, 0, stream>>>(
-            m.data_ptr<mask_t>(), b.data_ptr<box_t>(), m.size(1), m.size(2), padding, static_cast<box_t>(scale),
-            height, width, t, output.data_ptr<mask_t>());
+            m.data_ptr<mask_t>(),
+            b.data_ptr<box_t>(),
+            m.size(1),
+            m.size(2),
+            padding,
+            static_cast<box_t>(scale),
+            height,
+            width,
+            t,
+            output.data_ptr<mask_t>());
       }
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
@@ -135,9 +174,13 @@ at::Tensor paste_masks_forward_kernel(const at::Tensor& masks, const at::Tensor&
   return output;
 }
 
-std::tuple<at::Tensor, at::Tensor> paste_masks_rle_kernel(const at::Tensor& masks, const at::Tensor& boxes,
-                                                          int64_t height, int64_t width, int64_t padding,
-                                                          double threshold) {
+std::tuple<at::Tensor, at::Tensor> paste_masks_rle_kernel(
+    const at::Tensor& masks,
+    const at::Tensor& boxes,
+    int64_t height,
+    int64_t width,
+    int64_t padding,
+    double threshold) {
   const char* op = "paste_masks_rle";
   check_args(op, masks, boxes, height, width, padding, threshold);
   const c10::cuda::CUDAGuard guard(masks.device());
@@ -168,8 +211,14 @@ std::tuple<at::Tensor, at::Tensor> paste_masks_rle_kernel(const at::Tensor& mask
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, m.scalar_type(), "paste_masks_rle_cuda", [&] {
       using T = at::opmath_type<scalar_t>;
       crop_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(
-          m.data_ptr<scalar_t>(), device_fields.data_ptr<int64_t>(), device_offsets.data_ptr<int64_t>(), m.size(1),
-          m.size(2), padding, rounded_threshold<scalar_t, T>(threshold), crops.data_ptr<uint8_t>());
+          m.data_ptr<scalar_t>(),
+          device_fields.data_ptr<int64_t>(),
+          device_offsets.data_ptr<int64_t>(),
+          m.size(1),
+          m.size(2),
+          padding,
+          rounded_threshold<scalar_t, T>(threshold),
+          crops.data_ptr<uint8_t>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   }
@@ -177,17 +226,18 @@ std::tuple<at::Tensor, at::Tensor> paste_masks_rle_kernel(const at::Tensor& mask
   const uint8_t* c = host_crops.data_ptr<uint8_t>();
   std::vector<std::string> strings(n);
   at::parallel_for(0, n, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) strings[i] = encode_rle(c + o[i], geo[i], height, width);
+    for (int64_t i = lo; i < hi; ++i)
+      strings[i] = encode_rle(c + o[i], geo[i], height, width);
   });
   return pack_strings(strings);
 }
 
-}  // namespace
+} // namespace
 
 TORCH_LIBRARY_IMPL(maskx, CUDA, m) {
   m.impl("paste_masks", &paste_masks_forward_kernel);
   m.impl("paste_masks_rle", &paste_masks_rle_kernel);
 }
 
-}  // namespace paste_masks
-}  // namespace maskx
+} // namespace paste_masks
+} // namespace maskx

@@ -34,8 +34,8 @@
 #include <vector>
 
 #include "ops/roi_align_checks.h"
-#include "ops/roi_align_entry_points.h"
 #include "ops/roi_align_common.h"
+#include "ops/roi_align_entry_points.h"
 
 namespace maskx {
 namespace roi_align {
@@ -66,10 +66,12 @@ struct PoolArgs {
   bool aligned;
 };
 
-int64_t num_blocks(int64_t work) { return std::min((work + kThreads - 1) / kThreads, kMaxBlocks); }
+int64_t num_blocks(int64_t work) {
+  return std::min((work + kThreads - 1) / kThreads, kMaxBlocks);
+}
 
-#define MASKX_GRID_STRIDE_LOOP(index_t, i, n)                                                  \
-  for (index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n);     \
+#define MASKX_GRID_STRIDE_LOOP(index_t, i, n)                                            \
+  for (index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
        i += static_cast<index_t>(blockDim.x) * gridDim.x)
 
 // Calls f with an int32_t when every index a grid-stride loop over `total` elements
@@ -88,7 +90,8 @@ void with_index_type(int64_t total, int64_t largest_side, const F& f) {
 // The longest row or column of the levels [N, C, H, W].
 int64_t largest_side(at::TensorList levels) {
   int64_t side = 0;
-  for (const at::Tensor& level : levels) side = std::max({side, level.size(2), level.size(3)});
+  for (const at::Tensor& level : levels)
+    side = std::max({side, level.size(2), level.size(3)});
   return side;
 }
 
@@ -100,8 +103,12 @@ struct OutputIndex {
 };
 
 template <typename index_t>
-__device__ __forceinline__ OutputIndex<index_t> output_index(index_t i, index_t channels, index_t pooled_h,
-                                                             index_t pooled_w, bool channels_fastest) {
+__device__ __forceinline__ OutputIndex<index_t> output_index(
+    index_t i,
+    index_t channels,
+    index_t pooled_h,
+    index_t pooled_w,
+    bool channels_fastest) {
   OutputIndex<index_t> o;
   if (channels_fastest) {
     o.c = i % channels;
@@ -140,9 +147,15 @@ __device__ __forceinline__ bool owns_invalid_level(const int64_t* level_of, int6
 // to zero: a batch index outside [0, batch) or not an integer, a non-finite coordinate,
 // or an empty feature map.
 template <typename acc_t, typename scalar_t>
-__device__ __forceinline__ bool decode_roi(const scalar_t* roi, int64_t batch, int64_t height, int64_t width,
-                                           double scale, const PoolArgs& a, int64_t& image,
-                                           RoIGeometry<acc_t>& g) {
+__device__ __forceinline__ bool decode_roi(
+    const scalar_t* roi,
+    int64_t batch,
+    int64_t height,
+    int64_t width,
+    double scale,
+    const PoolArgs& a,
+    int64_t& image,
+    RoIGeometry<acc_t>& g) {
   const acc_t index = static_cast<acc_t>(roi[0]);
   if (!(index >= acc_t(0)) || index >= static_cast<acc_t>(batch) || floor(index) != index) {
     return false;
@@ -153,14 +166,19 @@ __device__ __forceinline__ bool decode_roi(const scalar_t* roi, int64_t batch, i
     return false;
   }
   image = static_cast<int64_t>(index);
-  g = roi_geometry<acc_t>(x1, y1, x2, y2, static_cast<acc_t>(scale), a.pooled_h, a.pooled_w, a.sampling_ratio,
-                          a.aligned);
+  g = roi_geometry<acc_t>(
+      x1, y1, x2, y2, static_cast<acc_t>(scale), a.pooled_h, a.pooled_w, a.sampling_ratio, a.aligned);
   return true;
 }
 
 template <typename scalar_t, typename acc_t, typename index_t>
-__device__ acc_t pool_bin(const LevelView<const scalar_t>& lv, const scalar_t* roi, int64_t c, int64_t ph,
-                          int64_t pw, const PoolArgs& a) {
+__device__ acc_t pool_bin(
+    const LevelView<const scalar_t>& lv,
+    const scalar_t* roi,
+    int64_t c,
+    int64_t ph,
+    int64_t pw,
+    const PoolArgs& a) {
   int64_t image;
   RoIGeometry<acc_t> g;
   if (!decode_roi<acc_t>(roi, a.batch, lv.height, lv.width, lv.scale, a, image, g)) {
@@ -183,16 +201,21 @@ __device__ acc_t pool_bin(const LevelView<const scalar_t>& lv, const scalar_t* r
       }
       const int64_t xl = tx.low * lv.stride_w, xh = tx.high * lv.stride_w;
       sum += ty.w_low * (tx.w_low * static_cast<acc_t>(row_low[xl]) + tx.w_high * static_cast<acc_t>(row_low[xh])) +
-             ty.w_high * (tx.w_low * static_cast<acc_t>(row_high[xl]) + tx.w_high * static_cast<acc_t>(row_high[xh]));
+          ty.w_high * (tx.w_low * static_cast<acc_t>(row_high[xl]) + tx.w_high * static_cast<acc_t>(row_high[xh]));
     }
   }
   return sum * g.inv_count;
 }
 
 template <typename scalar_t, typename index_t>
-__global__ void roi_align_forward_kernel(LevelBlock<const scalar_t> block, const scalar_t* __restrict__ rois,
-                                         const int64_t* __restrict__ level_of, PoolArgs a, index_t total,
-                                         bool channels_fastest, scalar_t* __restrict__ output) {
+__global__ void roi_align_forward_kernel(
+    LevelBlock<const scalar_t> block,
+    const scalar_t* __restrict__ rois,
+    const int64_t* __restrict__ level_of,
+    PoolArgs a,
+    index_t total,
+    bool channels_fastest,
+    scalar_t* __restrict__ output) {
   using acc_t = at::opmath_type<scalar_t>;
   const index_t channels = a.channels, pooled_h = a.pooled_h, pooled_w = a.pooled_w;
   MASKX_GRID_STRIDE_LOOP(index_t, i, total) {
@@ -200,8 +223,8 @@ __global__ void roi_align_forward_kernel(LevelBlock<const scalar_t> block, const
     const index_t out = ((o.k * channels + o.c) * pooled_h + o.ph) * pooled_w + o.pw;
     const int64_t l = local_level(level_of, o.k, block);
     if (l >= 0) {
-      output[out] =
-          static_cast<scalar_t>(pool_bin<scalar_t, acc_t, index_t>(block.levels[l], rois + o.k * 5, o.c, o.ph, o.pw, a));
+      output[out] = static_cast<scalar_t>(
+          pool_bin<scalar_t, acc_t, index_t>(block.levels[l], rois + o.k * 5, o.c, o.ph, o.pw, a));
     } else if (owns_invalid_level(level_of, o.k, block)) {
       output[out] = scalar_t(0);
     }
@@ -210,9 +233,13 @@ __global__ void roi_align_forward_kernel(LevelBlock<const scalar_t> block, const
 
 // grads: contiguous [N, C, H_l, W_l] accumulation buffers, zero-initialised.
 template <typename scalar_t, typename acc_t, typename index_t>
-__global__ void roi_align_backward_atomic_kernel(LevelBlock<acc_t> block, const scalar_t* __restrict__ grad,
-                                                 const scalar_t* __restrict__ rois,
-                                                 const int64_t* __restrict__ level_of, PoolArgs a, index_t total) {
+__global__ void roi_align_backward_atomic_kernel(
+    LevelBlock<acc_t> block,
+    const scalar_t* __restrict__ grad,
+    const scalar_t* __restrict__ rois,
+    const int64_t* __restrict__ level_of,
+    PoolArgs a,
+    index_t total) {
   MASKX_GRID_STRIDE_LOOP(index_t, i, total) {
     const OutputIndex<index_t> o = output_index<index_t>(i, a.channels, a.pooled_h, a.pooled_w, false);
     const index_t k = o.k, c = o.c, ph = o.ph, pw = o.pw;
@@ -267,11 +294,17 @@ __device__ __forceinline__ bool span_reaches(acc_t start, acc_t bin, int64_t bin
 // RoIs grouped by image (index order within a group); the group of image n is
 // order[offsets[n], offsets[n + 1]).
 template <typename scalar_t, typename index_t>
-__global__ void roi_align_backward_gather_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ rois,
-                                                 const int64_t* __restrict__ order,
-                                                 const int64_t* __restrict__ offsets, int64_t height, int64_t width,
-                                                 double scale, PoolArgs a, index_t total,
-                                                 scalar_t* __restrict__ grad_input) {
+__global__ void roi_align_backward_gather_kernel(
+    const scalar_t* __restrict__ grad,
+    const scalar_t* __restrict__ rois,
+    const int64_t* __restrict__ order,
+    const int64_t* __restrict__ offsets,
+    int64_t height,
+    int64_t width,
+    double scale,
+    PoolArgs a,
+    index_t total,
+    scalar_t* __restrict__ grad_input) {
   using acc_t = at::opmath_type<scalar_t>;
   const index_t chunks = (a.channels + kChannelChunk - 1) / kChannelChunk;
   const int64_t bins = a.pooled_h * a.pooled_w;
@@ -286,7 +319,8 @@ __global__ void roi_align_backward_gather_kernel(const scalar_t* __restrict__ gr
     const int64_t num_channels = a.channels - c0 < kChannelChunk ? a.channels - c0 : kChannelChunk;
     acc_t acc[kChannelChunk];
 #pragma unroll
-    for (int j = 0; j < kChannelChunk; ++j) acc[j] = acc_t(0);
+    for (int j = 0; j < kChannelChunk; ++j)
+      acc[j] = acc_t(0);
     for (int64_t r = offsets[n]; r < offsets[n + 1]; ++r) {
       const int64_t k = order[r];
       int64_t image;
@@ -333,8 +367,15 @@ __global__ void roi_align_backward_gather_kernel(const scalar_t* __restrict__ gr
 }
 
 template <typename T>
-LevelView<T> level_view(T* data, int64_t height, int64_t width, int64_t stride_n, int64_t stride_c,
-                        int64_t stride_h, int64_t stride_w, double scale) {
+LevelView<T> level_view(
+    T* data,
+    int64_t height,
+    int64_t width,
+    int64_t stride_n,
+    int64_t stride_c,
+    int64_t stride_h,
+    int64_t stride_w,
+    double scale) {
   return {data, height, width, stride_n, stride_c, stride_h, stride_w, scale};
 }
 
@@ -346,18 +387,22 @@ void for_level_blocks(int64_t num_levels, const MakeView& make_view, const Launc
     block.first = first;
     block.count = std::min<int64_t>(kMaxLevels, num_levels - first);
     block.total = num_levels;
-    for (int64_t l = 0; l < block.count; ++l) block.levels[l] = make_view(first + l);
+    for (int64_t l = 0; l < block.count; ++l)
+      block.levels[l] = make_view(first + l);
     launch(block);
   }
 }
 
 // Stable-sorts the RoIs by (level, image) on the device; RoIs that pool to zero go last.
 // Returns (order, offsets): group level * batch + image is order[offsets[g], offsets[g + 1]).
-std::pair<at::Tensor, at::Tensor> group_rois(const at::Tensor& rois, const at::Tensor* levels, int64_t batch,
-                                             int64_t num_levels) {
+std::pair<at::Tensor, at::Tensor> group_rois(
+    const at::Tensor& rois,
+    const at::Tensor* levels,
+    int64_t batch,
+    int64_t num_levels) {
   const at::Tensor index = rois.select(1, 0);
   at::Tensor valid = (index == index.floor()) & (index >= 0) & (index < static_cast<double>(batch)) &
-                     at::isfinite(rois.slice(1, 1, 5)).all(1);
+      at::isfinite(rois.slice(1, 1, 5)).all(1);
   at::Tensor level = at::zeros({rois.size(0)}, rois.options().dtype(at::kLong));
   if (levels != nullptr) {
     level = *levels;
@@ -370,9 +415,15 @@ std::pair<at::Tensor, at::Tensor> group_rois(const at::Tensor& rois, const at::T
   return {std::get<1>(sorted), offsets};
 }
 
-at::Tensor pyramid_forward(at::TensorList features, const at::Tensor& rois_in, const at::Tensor* levels_in,
-                           at::ArrayRef<double> spatial_scales, int64_t pooled_h, int64_t pooled_w,
-                           int64_t sampling_ratio, bool aligned) {
+at::Tensor pyramid_forward(
+    at::TensorList features,
+    const at::Tensor& rois_in,
+    const at::Tensor* levels_in,
+    at::ArrayRef<double> spatial_scales,
+    int64_t pooled_h,
+    int64_t pooled_w,
+    int64_t sampling_ratio,
+    bool aligned) {
   check_pyramid(features, spatial_scales);
   check_rois(rois_in, features[0]);
   for (size_t l = 0; l < features.size(); ++l) {
@@ -395,8 +446,15 @@ at::Tensor pyramid_forward(at::TensorList features, const at::Tensor& rois_in, c
     const int64_t* level_of = levels_in != nullptr ? levels.data_ptr<int64_t>() : nullptr;
     auto make_view = [&](int64_t l) {
       const at::Tensor& f = features[l];
-      return level_view<const scalar_t>(f.data_ptr<scalar_t>(), f.size(2), f.size(3), f.stride(0), f.stride(1),
-                                        f.stride(2), f.stride(3), spatial_scales[l]);
+      return level_view<const scalar_t>(
+          f.data_ptr<scalar_t>(),
+          f.size(2),
+          f.size(3),
+          f.stride(0),
+          f.stride(1),
+          f.stride(2),
+          f.stride(3),
+          spatial_scales[l]);
     };
     const bool channels_fastest = features[0].stride(1) == 1 && a.channels > 1;
     with_index_type(total, largest_side(features), [&](auto index) {
@@ -404,7 +462,12 @@ at::Tensor pyramid_forward(at::TensorList features, const at::Tensor& rois_in, c
       for_level_blocks<const scalar_t>(
           static_cast<int64_t>(features.size()), make_view, [&](const LevelBlock<const scalar_t>& block) {
             roi_align_forward_kernel<scalar_t, index_t><<<num_blocks(total), kThreads, 0, stream>>>(
-                block, rois.data_ptr<scalar_t>(), level_of, a, static_cast<index_t>(total), channels_fastest,
+                block,
+                rois.data_ptr<scalar_t>(),
+                level_of,
+                a,
+                static_cast<index_t>(total),
+                channels_fastest,
                 output.data_ptr<scalar_t>());
             C10_CUDA_KERNEL_LAUNCH_CHECK();
           });
@@ -414,16 +477,28 @@ at::Tensor pyramid_forward(at::TensorList features, const at::Tensor& rois_in, c
 }
 
 template <typename scalar_t>
-void backward_atomic(const at::Tensor& grad, const at::Tensor& rois, const at::Tensor* levels,
-                     at::ArrayRef<double> spatial_scales, const PoolArgs& a, std::vector<at::Tensor>& buffers) {
+void backward_atomic(
+    const at::Tensor& grad,
+    const at::Tensor& rois,
+    const at::Tensor* levels,
+    at::ArrayRef<double> spatial_scales,
+    const PoolArgs& a,
+    std::vector<at::Tensor>& buffers) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t* level_of = levels != nullptr ? levels->data_ptr<int64_t>() : nullptr;
   const int64_t total = grad.numel();
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   auto make_view = [&](int64_t l) {
     const at::Tensor& b = buffers[l];
-    return level_view<acc_t>(b.data_ptr<acc_t>(), b.size(2), b.size(3), b.stride(0), b.stride(1), b.stride(2),
-                             b.stride(3), spatial_scales[l]);
+    return level_view<acc_t>(
+        b.data_ptr<acc_t>(),
+        b.size(2),
+        b.size(3),
+        b.stride(0),
+        b.stride(1),
+        b.stride(2),
+        b.stride(3),
+        spatial_scales[l]);
   };
   with_index_type(total, largest_side(buffers), [&](auto index) {
     using index_t = decltype(index);
@@ -436,8 +511,13 @@ void backward_atomic(const at::Tensor& grad, const at::Tensor& rois, const at::T
 }
 
 template <typename scalar_t>
-void backward_deterministic(const at::Tensor& grad, const at::Tensor& rois, const at::Tensor* levels,
-                            at::ArrayRef<double> spatial_scales, const PoolArgs& a, std::vector<at::Tensor>& grads) {
+void backward_deterministic(
+    const at::Tensor& grad,
+    const at::Tensor& rois,
+    const at::Tensor* levels,
+    at::ArrayRef<double> spatial_scales,
+    const PoolArgs& a,
+    std::vector<at::Tensor>& grads) {
   const int64_t num_levels = static_cast<int64_t>(grads.size());
   const auto grouped = group_rois(rois, levels, a.batch, num_levels);
   const at::Tensor& order = grouped.first;
@@ -453,19 +533,35 @@ void backward_deterministic(const at::Tensor& grad, const at::Tensor& rois, cons
     with_index_type(total, std::max(height, width), [&](auto index) {
       using index_t = decltype(index);
       roi_align_backward_gather_kernel<scalar_t, index_t><<<num_blocks(total), kThreads, 0, stream>>>(
-          grad.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(), order.data_ptr<int64_t>(),
-          offsets.data_ptr<int64_t>() + l * a.batch, height, width, spatial_scales[l], a,
-          static_cast<index_t>(total), grads[l].data_ptr<scalar_t>());
+          grad.data_ptr<scalar_t>(),
+          rois.data_ptr<scalar_t>(),
+          order.data_ptr<int64_t>(),
+          offsets.data_ptr<int64_t>() + l * a.batch,
+          height,
+          width,
+          spatial_scales[l],
+          a,
+          static_cast<index_t>(total),
+          grads[l].data_ptr<scalar_t>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   }
 }
 
-std::vector<at::Tensor> pyramid_backward(const at::Tensor& grad_in, const at::Tensor& rois_in,
-                                         const at::Tensor* levels_in, at::ArrayRef<double> spatial_scales,
-                                         int64_t pooled_h, int64_t pooled_w, int64_t batch, int64_t channels,
-                                         at::ArrayRef<int64_t> heights, at::ArrayRef<int64_t> widths,
-                                         int64_t sampling_ratio, bool aligned, bool channels_last) {
+std::vector<at::Tensor> pyramid_backward(
+    const at::Tensor& grad_in,
+    const at::Tensor& rois_in,
+    const at::Tensor* levels_in,
+    at::ArrayRef<double> spatial_scales,
+    int64_t pooled_h,
+    int64_t pooled_w,
+    int64_t batch,
+    int64_t channels,
+    at::ArrayRef<int64_t> heights,
+    at::ArrayRef<int64_t> widths,
+    int64_t sampling_ratio,
+    bool aligned,
+    bool channels_last) {
   check_backward_args(grad_in, rois_in, spatial_scales, pooled_h, pooled_w, channels, heights, widths);
   if (levels_in != nullptr) {
     check_levels(*levels_in, rois_in, heights.size());
@@ -490,24 +586,29 @@ std::vector<at::Tensor> pyramid_backward(const at::Tensor& grad_in, const at::Te
     // Atomics accumulate in the op math type (float32 for half and bfloat16).
     using acc_t = at::opmath_type<scalar_t>;
     for (size_t l = 0; l < heights.size(); ++l) {
-      grads.push_back(at::zeros({batch, channels, heights[l], widths[l]},
-                                grad.options().dtype(c10::CppTypeToScalarType<acc_t>::value)));
+      grads.push_back(
+          at::zeros(
+              {batch, channels, heights[l], widths[l]}, grad.options().dtype(c10::CppTypeToScalarType<acc_t>::value)));
     }
     if (grad.numel() > 0) {
       backward_atomic<scalar_t>(grad, rois, level_ptr, spatial_scales, a, grads);
     }
-    for (at::Tensor& g : grads) g = g.to(grad.scalar_type());
+    for (at::Tensor& g : grads)
+      g = g.to(grad.scalar_type());
   });
   if (channels_last) {
     // The kernels write NCHW; on the GPU one layout copy costs little.
-    for (at::Tensor& g : grads) g = g.contiguous(at::MemoryFormat::ChannelsLast);
+    for (at::Tensor& g : grads)
+      g = g.contiguous(at::MemoryFormat::ChannelsLast);
   }
   return grads;
 }
 
-}  // namespace
+} // namespace
 
-TORCH_LIBRARY_IMPL(maskx, CUDA, m) { EntryPoints<&pyramid_forward, &pyramid_backward>::register_kernels(m); }
+TORCH_LIBRARY_IMPL(maskx, CUDA, m) {
+  EntryPoints<&pyramid_forward, &pyramid_backward>::register_kernels(m);
+}
 
-}  // namespace roi_align
-}  // namespace maskx
+} // namespace roi_align
+} // namespace maskx

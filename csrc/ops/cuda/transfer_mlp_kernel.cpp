@@ -18,36 +18,45 @@ namespace maskx {
 namespace transfer_mlp {
 namespace {
 
-std::tuple<at::Tensor, std::vector<at::Tensor>> transfer_mlp_forward_cuda(const at::Tensor& x, at::TensorList weights,
-                                                                          at::TensorList biases,
-                                                                          double negative_slope) {
+std::tuple<at::Tensor, std::vector<at::Tensor>> transfer_mlp_forward_cuda(
+    const at::Tensor& x,
+    at::TensorList weights,
+    at::TensorList biases,
+    double negative_slope) {
   const c10::DeviceGuard guard(x.device());
   return run_layers(
-      x, weights, biases, negative_slope,
-      // A plain product, then the bias in place: cuBLASLt's bias epilogue (addmm, what
-      // F.linear runs) took 290 us for T's first layer at 3002 classes on an H100, the
-      // product alone 182 us (benchmarks/RESULTS.md).
+      x,
+      weights,
+      biases,
+      negative_slope,
+      // A plain product, then the bias in place: for T's first layer cuBLASLt's bias
+      // epilogue (addmm, what F.linear runs) is markedly slower than the plain product,
+      // while a separate in-place pass over the small [classes, hidden] output is cheap
+      // (benchmarks/RESULTS.md).
       [](const at::Tensor& h, const at::Tensor& w, const at::Tensor& b) { return at::mm(h, w.t()).add_(b); },
       [](at::Tensor& out, double slope) { at::leaky_relu_(out, slope); });
 }
 
 std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>, at::Tensor> transfer_mlp_backward_cuda(
-    const at::Tensor& grad, const at::Tensor& x, at::TensorList hidden, at::TensorList weights,
+    const at::Tensor& grad,
+    const at::Tensor& x,
+    at::TensorList hidden,
+    at::TensorList weights,
     double negative_slope) {
   const c10::DeviceGuard guard(x.device());
-  return run_layers_backward(grad, x, hidden, weights, negative_slope,
-                             [](at::Tensor& g, const at::Tensor& activation, double slope) {
-                               // self_is_result: the derivative is read from the activation's sign.
-                               at::leaky_relu_backward_outf(g, activation, slope, /*self_is_result=*/true, g);
-                             });
+  return run_layers_backward(
+      grad, x, hidden, weights, negative_slope, [](at::Tensor& g, const at::Tensor& activation, double slope) {
+        // self_is_result: the derivative is read from the activation's sign.
+        at::leaky_relu_backward_outf(g, activation, slope, /*self_is_result=*/true, g);
+      });
 }
 
-}  // namespace
+} // namespace
 
 TORCH_LIBRARY_IMPL(maskx, CUDA, m) {
   m.impl("transfer_mlp", &transfer_mlp_forward_cuda);
   m.impl("_transfer_mlp_backward", &transfer_mlp_backward_cuda);
 }
 
-}  // namespace transfer_mlp
-}  // namespace maskx
+} // namespace transfer_mlp
+} // namespace maskx
