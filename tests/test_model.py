@@ -172,6 +172,22 @@ def test_inference_computes_one_mask_channel_per_detection(tiny_model_config, sy
     assert weights_shape[0] == dataset.category_map.num_classes
 
 
+def test_randn_rows_have_the_scale_of_detection_rows():
+    """The 'randn' input rows are fixed, the same for every build, and of about unit norm,
+    as the detection-weight rows are (unscaled N(0, 1) rows of norm sqrt(dim) made T's
+    output weights blow up, and the head learned no masks)."""
+    from maskx.model.ops import MASKX_OPS
+    from maskx.model.weight_transfer import WeightTransfer
+
+    config = PredictorConfig(kind="transfer", transfer_input="randn", randn_dim=1024)
+    first = WeightTransfer(config, 25, 256, 64, MASKX_OPS).embedding
+    second = WeightTransfer(config, 25, 256, 64, MASKX_OPS).embedding
+    assert torch.equal(first, second)
+    norms = first.norm(dim=1)
+    assert bool(((norms > 0.85) & (norms < 1.15)).all()), norms
+    assert first.std() > 0
+
+
 def test_class_embedding_files(tmp_path):
     names = ["traffic light", "dog", "hot dog"]
     glove = tmp_path / "vectors.txt"

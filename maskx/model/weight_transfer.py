@@ -53,9 +53,13 @@ class WeightTransfer(nn.Module):
         self.ops = ops
         if self.kind == "randn":
             # Fixed vectors, the same for every build of this configuration (the paper's
-            # 'randn' ablation: class identity without any learned similarity).
+            # 'randn' ablation: class identity without any learned similarity), scaled to
+            # about unit norm like the detection-weight rows T otherwise reads: unscaled
+            # rows (norm sqrt(randn_dim)) drove T's output weights up and the head learned
+            # no masks at all.
             generator = torch.Generator().manual_seed(0)
-            self.register_buffer("embedding", torch.randn(num_classes, config.randn_dim, generator=generator))
+            rows = torch.randn(num_classes, config.randn_dim, generator=generator) / config.randn_dim**0.5
+            self.register_buffer("embedding", rows)
         elif self.kind == "embedding":
             if embedding is None or embedding.shape[0] != num_classes:
                 raise ValueError(f"the class embedding must have {num_classes} rows (one per label, "
