@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from maskx.data.categories import CategoryMap
+from maskx.evaluation.detections import to_numpy
 
 # Distinct, saturated colours (Sasha Trubetskoy's list, without the greys), given to
 # instances in order of decreasing score so that the same input gives the same pixels.
@@ -40,18 +41,12 @@ MASK_ALPHA = 0.45
 B_SUFFIX = " (B)"
 
 
-def _numpy(value) -> np.ndarray:
-    # Tensors (on any device) and arrays alike; drawing need not import torch.
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
-
 
 def _to_pixels(image) -> np.ndarray:
     """Any accepted image -> a new uint8 array [H, W, 3] that drawing may write into."""
     if isinstance(image, Image.Image):
         return np.array(image.convert("RGB"))
-    array = _numpy(image)
+    array = to_numpy(image)
     if array.ndim == 2:
         array = array[None]
     if array.ndim != 3 or array.shape[0] not in (1, 3):
@@ -87,7 +82,7 @@ def _instances(values: Mapping, image_size: tuple[int, int], num_names: int):
     for key in ("boxes", "labels"):
         if key not in values:
             raise ValueError(f"no '{key}' given")
-    boxes = _numpy(values["boxes"]).astype(np.float64)
+    boxes = to_numpy(values["boxes"]).astype(np.float64)
     if boxes.size == 0:
         boxes = boxes.reshape(0, 4)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
@@ -96,13 +91,13 @@ def _instances(values: Mapping, image_size: tuple[int, int], num_names: int):
         raise ValueError("boxes must be finite")
     if (boxes[:, 2:] < boxes[:, :2]).any():
         raise ValueError("boxes must be x1 y1 x2 y2 with x1 <= x2 and y1 <= y2")
-    labels = _numpy(values["labels"]).reshape(-1)
+    labels = to_numpy(values["labels"]).reshape(-1)
     if len(labels) != len(boxes):
         raise ValueError(f"{len(labels)} labels for {len(boxes)} boxes")
     _check_labels(labels, num_names, "labels")
     masks = None
     if values.get("masks") is not None:
-        masks = _numpy(values["masks"])
+        masks = to_numpy(values["masks"])
         if masks.ndim == 4 and masks.shape[1] == 1:
             masks = masks[:, 0]
         if masks.ndim != 3:
@@ -293,7 +288,7 @@ def draw_detections(
     boxes, labels, masks = _instances(detections, pixels.shape[:2], len(names))
     if "scores" not in detections:
         raise ValueError("no 'scores' given")
-    scores = _numpy(detections["scores"]).astype(np.float64).reshape(-1)
+    scores = to_numpy(detections["scores"]).astype(np.float64).reshape(-1)
     if len(scores) != len(boxes):
         raise ValueError(f"{len(scores)} scores for {len(boxes)} boxes")
     if max_detections is not None and max_detections < 0:
@@ -330,7 +325,7 @@ def draw_ground_truth(
     boxes, labels, masks = _instances(target, pixels.shape[:2], len(names))
     has_mask = np.ones(len(boxes), dtype=bool)
     if target.get("has_mask") is not None:
-        has_mask = _numpy(target["has_mask"]).astype(bool).reshape(-1)
+        has_mask = to_numpy(target["has_mask"]).astype(bool).reshape(-1)
         if len(has_mask) != len(boxes):
             raise ValueError(f"{len(has_mask)} has_mask flags for {len(boxes)} boxes")
     b_set = _b_label_set(b_labels, len(names))

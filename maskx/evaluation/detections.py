@@ -10,8 +10,8 @@ from pycocotools import mask as mask_utils
 from maskx.data.categories import CategoryMap
 
 
-def _numpy(value) -> np.ndarray:
-    # Tensors (on any device) and arrays alike; the library need not import torch here.
+def to_numpy(value) -> np.ndarray:
+    """Tensors (on any device) and arrays alike as arrays, without importing torch."""
     if hasattr(value, "detach"):
         value = value.detach().cpu().numpy()
     return np.asarray(value)
@@ -27,7 +27,7 @@ def encode_masks(masks, threshold: float = 0.5) -> list[dict]:
     """
     if isinstance(masks, (list, tuple)):
         return [_json_rle(rle) for rle in masks]
-    masks = _numpy(masks)
+    masks = to_numpy(masks)
     if masks.ndim == 4:
         if masks.shape[1] != 1:
             raise ValueError(f"masks of shape {masks.shape}: expected [N, 1, H, W]")
@@ -68,9 +68,9 @@ def detections_to_coco_results(
         raise ValueError(f"{len(outputs)} outputs for {len(image_ids)} image ids")
     results = []
     for image_id, output in zip(image_ids, outputs):
-        boxes = _numpy(output["boxes"]).astype(np.float64).reshape(-1, 4)
-        scores = _numpy(output["scores"]).astype(np.float64).reshape(-1)
-        labels = _numpy(output["labels"]).reshape(-1)
+        boxes = to_numpy(output["boxes"]).astype(np.float64).reshape(-1, 4)
+        scores = to_numpy(output["scores"]).astype(np.float64).reshape(-1)
+        labels = to_numpy(output["labels"]).reshape(-1)
         if not len(boxes) == len(scores) == len(labels):
             raise ValueError(f"image {image_id}: boxes, scores and labels differ in length")
         category_ids = category_map.category_ids_of(labels)
