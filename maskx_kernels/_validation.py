@@ -1,4 +1,12 @@
-"""Argument checks shared by the Python faces of the ops (eager calls and fake kernels)."""
+"""Argument checks shared by the Python faces of the ops, worded as the C++ ones
+(csrc/ops/checks.h): "<op>: <name> must be ..., got ...".
+
+Where each kind of check lives: the C++ entry points check tensors (shapes, dtypes,
+devices) and scalar arguments on every eager call; Python checks the same for the fake
+kernels (torch.compile never reaches C++) and the Triton launchers, and checks tensor
+values on a GPU before the call (should_check_values); CPU kernels check values as they
+read them.
+"""
 from collections.abc import Callable, Sequence
 
 import torch
@@ -25,6 +33,16 @@ def check_same_device(op: str, **tensors: Tensor) -> None:
 
 def check_float(op: str, name: str, t: Tensor) -> None:
     check(t.dtype in FLOAT_DTYPES, lambda: f"{op}: {name} must be a floating tensor, got {t.dtype}")
+
+
+def check_same_dtype(op: str, name: str, t: Tensor, like_name: str, like: Tensor) -> None:
+    check(t.dtype == like.dtype, lambda: f"{op}: {name} must have the dtype of {like_name} ({like.dtype}), got {t.dtype}")
+
+
+def check_like(op: str, name: str, t: Tensor, like_name: str, like: Tensor) -> None:
+    """`t` has the dtype and device of `like`."""
+    check_same_dtype(op, name, t, like_name, like)
+    check_same_device(op, **{name: t, like_name: like})
 
 
 def should_check_values(*tensors: Tensor) -> bool:

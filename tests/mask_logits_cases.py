@@ -36,8 +36,8 @@ BAD_SHARED_ARGS = [
     (dict(class_bias=torch.randn(4)), ValueError, "class_bias must be"),
     (dict(agnostic_logits=torch.randn(2, 4, 5)), ValueError, "agnostic_logits must be"),
     (dict(agnostic_logits=torch.randn(2, 4, 4, dtype=torch.float64)), ValueError, "dtype"),
-    (dict(class_weights=torch.randn(5, 3, device="meta")), ValueError, "class_weights is on meta"),
-    (dict(classes=torch.tensor([0, 1], device="meta")), ValueError, "classes are on meta"),
+    (dict(class_weights=torch.randn(5, 3, device="meta")), ValueError, "class_weights on meta"),
+    (dict(classes=torch.tensor([0, 1], device="meta")), ValueError, "classes on meta"),
 ]
 
 

@@ -1,13 +1,12 @@
 #pragma once
 // Argument checks shared by the CPU and CUDA kernels of per_class_mask_logits and
-// per_class_mask_loss. Shape, dtype and device failures raise ValueError in Python.
-// Defined once, in the .cpp beside this header; the CPU and CUDA kernels only call them.
+// per_class_mask_loss (the name: mask_logits_common.h). Wording and helpers:
+// ops/checks.h. Defined once, in the .cpp beside this header; the CPU and CUDA kernels
+// call them first.
 #include <ATen/ATen.h>
 
 namespace maskx {
 namespace mask_logits {
-
-void check_same(const char* op, const char* name, const at::Tensor& t, const at::Tensor& features);
 
 // features [R, K, H, W], class_weights [C, K], classes int64 [R], class_bias [C],
 // agnostic_logits [R, H, W].

@@ -1,4 +1,8 @@
 #pragma once
+// "mask_logits" (these files, cpu/mask_logits_cpu.h, cuda/mask_logits_cuda.cuh,
+// mask_logits_checks.h and the namespace maskx::mask_logits) names what the two ops
+// per_class_mask_logits and per_class_mask_loss share: the loss fuses the logits.
+//
 // Per-element math of the per-class mask logits and loss. A RoI's logit at pixel p is
 // the 1x1 conv of its features with its class's weight row: sum_k w[k] * f[k, p]
 // (+ class bias + class-agnostic logit). The CUDA kernels call these per pixel; the CPU

@@ -1,21 +1,16 @@
 #pragma once
-// Argument checks shared by the CPU and CUDA kernels of nms, batched_nms and
-// multiclass_nms. Failures raise ValueError in Python.
-// Defined once, in the .cpp beside this header; the CPU and CUDA kernels only call them.
+// Argument checks of nms, batched_nms and multiclass_nms, called by their entry points
+// (nms_entry_points.h, the multiclass_nms kernels) before any work. Wording and helpers:
+// ops/checks.h. Defined once, in the .cpp beside this header.
 #include <ATen/ATen.h>
-
-#include <cmath>
 
 namespace maskx {
 namespace nms {
 
-void check_threshold(const char* op, const char* name, double value);
-
-void check_float(const char* op, const char* name, const at::Tensor& t);
-
 // boxes [N, 4] and scores [N] of one floating dtype on one device.
 void check_boxes_scores(const char* op, const at::Tensor& boxes, const at::Tensor& scores);
 
+// idxs: integer [N] on the boxes' device.
 void check_idxs(const char* op, const at::Tensor& idxs, const at::Tensor& boxes);
 
 // boxes [N, C, 4] (one box per class) or [N, 4] (shared), scores [N, C].

@@ -6,8 +6,12 @@
 #include <cmath>
 #include <cstring>
 
+#include "ops/checks.h"
+
 namespace maskx {
 namespace paste_masks {
+
+using namespace checks;
 
 void check_args(
     const char* op,
@@ -17,33 +21,24 @@ void check_args(
     int64_t width,
     int64_t padding,
     std::optional<double> threshold) {
-  TORCH_CHECK_VALUE(masks.dim() == 3, op, ": masks must be a [N, M, M] tensor, got shape ", masks.sizes());
-  TORCH_CHECK_VALUE(
-      at::isFloatingType(masks.scalar_type()),
-      op,
-      ": masks must be float64, float32, float16 or bfloat16, got ",
-      masks.scalar_type());
+  check_shape(masks.dim() == 3, op, "masks", masks, "[N, M, M]");
+  check_float(op, "masks", masks);
   TORCH_CHECK_VALUE(
       masks.size(1) > 0 && masks.size(2) > 0, op, ": masks must have a positive size, got shape ", masks.sizes());
-  TORCH_CHECK_VALUE(
+  check_shape(
       boxes.dim() == 2 && boxes.size(1) == 4 && boxes.size(0) == masks.size(0),
       op,
-      ": boxes must be a [N, 4] tensor with N = ",
+      "boxes",
+      boxes,
+      "[N, 4] with N = ",
       masks.size(0),
-      " (one box per mask), got shape ",
-      boxes.sizes());
+      " (one box per mask)");
   TORCH_CHECK_VALUE(
       boxes.scalar_type() == at::kFloat || boxes.scalar_type() == at::kDouble,
       op,
       ": boxes must be float32 or float64, got ",
       boxes.scalar_type());
-  TORCH_CHECK_VALUE(
-      boxes.device() == masks.device(),
-      op,
-      ": boxes are on ",
-      boxes.device(),
-      " but the masks are on ",
-      masks.device());
+  check_same_device(op, "boxes", boxes, "masks", masks);
   TORCH_CHECK_VALUE(
       height >= 0 && width >= 0, op, ": image size must be non-negative, got (", height, ", ", width, ")");
   TORCH_CHECK_VALUE(

@@ -1,6 +1,8 @@
 #pragma once
 // The four RoIAlign ops, written once over a device's two pyramid functions: the
-// single-level op is the one-level pyramid.
+// single-level op is the one-level pyramid. The argument checks of every device run
+// here (roi_align_checks.h), so the pyramid functions receive valid arguments; the CPU
+// kernel still checks the RoI values it reads.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -45,7 +47,10 @@ struct EntryPoints {
       int64_t pooled_w,
       int64_t sampling_ratio,
       bool aligned) {
-    check_features(input);
+    const char* op = "roi_align";
+    check_features(op, "input", input);
+    check_rois(op, rois, "input", input);
+    check_pooling_args(op, {spatial_scale}, pooled_h, pooled_w);
     return forward({input}, rois, nullptr, {spatial_scale}, pooled_h, pooled_w, sampling_ratio, aligned);
   }
 
@@ -62,6 +67,7 @@ struct EntryPoints {
       int64_t sampling_ratio,
       bool aligned,
       bool channels_last) {
+    check_backward_args("_roi_align_backward", grad, rois, {spatial_scale}, pooled_h, pooled_w, channels, {height}, {width});
     return backward(
         grad,
         rois,
@@ -87,7 +93,11 @@ struct EntryPoints {
       int64_t pooled_w,
       int64_t sampling_ratio,
       bool aligned) {
-    TORCH_CHECK_VALUE(!features.empty(), "multi_scale_roi_align: needs at least one feature level");
+    const char* op = "multi_scale_roi_align";
+    check_pyramid(op, features, spatial_scales);
+    check_rois(op, rois, "features", features[0]);
+    check_levels(op, levels, rois);
+    check_pooling_args(op, spatial_scales, pooled_h, pooled_w);
     return forward(features, rois, &levels, spatial_scales, pooled_h, pooled_w, sampling_ratio, aligned);
   }
 
@@ -105,6 +115,9 @@ struct EntryPoints {
       int64_t sampling_ratio,
       bool aligned,
       bool channels_last) {
+    const char* op = "_multi_scale_roi_align_backward";
+    check_backward_args(op, grad, rois, spatial_scales, pooled_h, pooled_w, channels, heights, widths);
+    check_levels(op, levels, rois);
     return backward(
         grad,
         rois,

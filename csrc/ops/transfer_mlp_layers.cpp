@@ -1,64 +1,46 @@
 // The device-independent part of maskx::transfer_mlp (declared in transfer_mlp_layers.h).
 #include "ops/transfer_mlp_layers.h"
 
+#include <string>
+
+#include "ops/checks.h"
+
 namespace maskx {
 namespace transfer_mlp {
 namespace {
 
+using namespace checks;
+
 void check_args(const at::Tensor& x, at::TensorList weights, at::TensorList biases, double slope) {
   const char* op = "transfer_mlp";
   TORCH_CHECK_VALUE(slope >= 0, op, ": negative_slope must be non-negative, got ", slope);
-  TORCH_CHECK_VALUE(x.dim() == 2, op, ": x must be a 2-d [C, D] tensor, got shape ", x.sizes());
-  TORCH_CHECK_VALUE(
-      at::isFloatingType(x.scalar_type()),
-      op,
-      ": x must be a floating-point tensor (float64, float32, float16 or bfloat16), got ",
-      x.scalar_type());
+  check_shape(x.dim() == 2, op, "x", x, "[C, D]");
+  check_float(op, "x", x);
   TORCH_CHECK_VALUE(
       !weights.empty() && weights.size() <= 3, op, ": expects 1 to 3 layers, got ", weights.size(), " weights");
   TORCH_CHECK_VALUE(
       biases.size() == weights.size(), op, ": got ", weights.size(), " weights but ", biases.size(), " biases");
   int64_t width = x.size(1);
   for (size_t i = 0; i < weights.size(); ++i) {
-    TORCH_CHECK_VALUE(
+    const std::string weight = "weights[" + std::to_string(i) + "]";
+    const std::string bias = "biases[" + std::to_string(i) + "]";
+    check_shape(
         weights[i].dim() == 2 && weights[i].size(1) == width,
         op,
-        ": weights[",
-        i,
-        "] must be a [D_out, ",
+        weight.c_str(),
+        weights[i],
+        "[D_out, ",
         width,
-        "] tensor to chain, got shape ",
-        weights[i].sizes());
+        "] to chain");
     width = weights[i].size(0);
-    TORCH_CHECK_VALUE(
-        biases[i].dim() == 1 && biases[i].size(0) == width,
-        op,
-        ": biases[",
-        i,
-        "] must be a [",
-        width,
-        "] tensor, got shape ",
-        biases[i].sizes());
-    for (const at::Tensor* t : {&weights[i], &biases[i]}) {
-      TORCH_CHECK_VALUE(
-          t->scalar_type() == x.scalar_type() && t->device() == x.device(),
-          op,
-          ": every weight and bias must share x's dtype and device (",
-          x.scalar_type(),
-          ", ",
-          x.device(),
-          "), layer ",
-          i,
-          " has ",
-          t->scalar_type(),
-          " on ",
-          t->device());
-    }
+    check_shape(biases[i].dim() == 1 && biases[i].size(0) == width, op, bias.c_str(), biases[i], "[", width, "]");
+    check_like(op, weight.c_str(), weights[i], "x", x);
+    check_like(op, bias.c_str(), biases[i], "x", x);
   }
 }
 
 void check_backward_args(const at::Tensor& grad, const at::Tensor& x, at::TensorList hidden, at::TensorList weights) {
-  const char* op = "transfer_mlp_backward";
+  const char* op = "_transfer_mlp_backward";
   TORCH_CHECK_VALUE(
       !weights.empty() && weights.size() <= 3 && hidden.size() + 1 == weights.size(),
       op,
@@ -67,31 +49,29 @@ void check_backward_args(const at::Tensor& grad, const at::Tensor& x, at::Tensor
       " and ",
       hidden.size());
   const int64_t out_width = weights.back().size(0);
-  TORCH_CHECK_VALUE(
+  check_shape(
       grad.dim() == 2 && grad.size(0) == x.size(0) && grad.size(1) == out_width,
       op,
-      ": grad must be a [",
+      "grad",
+      grad,
+      "[",
       x.size(0),
       ", ",
       out_width,
-      "] tensor, got shape ",
-      grad.sizes());
-  TORCH_CHECK_VALUE(
-      grad.scalar_type() == x.scalar_type() && grad.device() == x.device(),
-      op,
-      ": grad must share x's dtype and device");
+      "]");
+  check_like(op, "grad", grad, "x", x);
   for (size_t i = 0; i < hidden.size(); ++i) {
-    TORCH_CHECK_VALUE(
+    const std::string name = "hidden[" + std::to_string(i) + "]";
+    check_shape(
         hidden[i].dim() == 2 && hidden[i].size(0) == x.size(0) && hidden[i].size(1) == weights[i].size(0),
         op,
-        ": hidden[",
-        i,
-        "] must be a [",
+        name.c_str(),
+        hidden[i],
+        "[",
         x.size(0),
         ", ",
         weights[i].size(0),
-        "] tensor, got shape ",
-        hidden[i].sizes());
+        "]");
   }
 }
 

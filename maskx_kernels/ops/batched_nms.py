@@ -1,6 +1,6 @@
 """maskx_kernels.batched_nms: torchvision.ops.batched_nms's signature and results.
 
-Native kernels: csrc/ops/cpu/batched_nms_kernel.cpp and csrc/ops/cuda/batched_nms_kernel.cu,
+Native kernels: csrc/ops/cpu/nms_kernel.cpp and csrc/ops/cuda/nms_kernel.cu (beside nms),
 registered as torch.ops.maskx.batched_nms (schema in csrc/ops/batched_nms.cpp). Boxes of
 different classes never suppress each other; the kernels group by class (CPU) or compare
 class ids (CUDA) instead of offsetting coordinates, so results are exact for any ids.
@@ -15,7 +15,7 @@ from maskx_kernels.ops.nms import check_boxes_scores, check_finite, check_thresh
 def check_idxs(op: str, idxs: Tensor, boxes: Tensor) -> None:
     check(
         idxs.dim() == 1 and idxs.shape[0] == boxes.shape[0],
-        lambda: f"{op}: idxs must be a Tensor[N] matching boxes [{boxes.shape[0]}, 4], got shape {tuple(idxs.shape)}",
+        lambda: f"{op}: idxs must be a Tensor[N] matching boxes [{boxes.shape[0]}, 4], got shape {list(idxs.shape)}",
     )
     check(
         not idxs.dtype.is_floating_point and not idxs.dtype.is_complex and idxs.dtype != torch.bool,
@@ -46,8 +46,5 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     Returns:
         int64 Tensor of the kept indices, in decreasing score order (ties: lower index first).
     """
-    check_boxes_scores("batched_nms", boxes, scores)
-    check_idxs("batched_nms", idxs, boxes)
-    check_threshold("batched_nms", "iou_threshold", iou_threshold)
     check_finite("batched_nms", boxes=boxes, scores=scores)
     return torch.ops.maskx.batched_nms(boxes, scores, idxs, iou_threshold)

@@ -29,12 +29,12 @@ def detection_embedding(cls_weight: Tensor, bbox_weight: Tensor, kind: str = "cl
     check(kind in KINDS, lambda: f"detection_embedding: kind must be one of {KINDS}, got {kind!r}")
     check(
         cls_weight.dim() == 2,
-        lambda: f"detection_embedding: cls_weight must be a Tensor[C, D], got shape {tuple(cls_weight.shape)}",
+        lambda: f"detection_embedding: cls_weight must be a Tensor[C, D], got shape {list(cls_weight.shape)}",
     )
     c, d = cls_weight.shape
     check(
         bbox_weight.dim() == 2 and tuple(bbox_weight.shape) == (4 * c, d),
-        lambda: f"detection_embedding: bbox_weight must be a Tensor[4C, D] = {(4 * c, d)}, got shape {tuple(bbox_weight.shape)}",
+        lambda: f"detection_embedding: bbox_weight must be a Tensor[4C, D] = {(4 * c, d)}, got shape {list(bbox_weight.shape)}",
     )
     check(
         bbox_weight.dtype == cls_weight.dtype and bbox_weight.device == cls_weight.device,

@@ -27,20 +27,20 @@ def check_multi_scale_args(
     )
     first = features[0]
     for i, f in enumerate(features):
-        check(f.dim() == 4, lambda: f"{op}: level {i} must be a Tensor[N, C, H, W], got shape {tuple(f.shape)}")
+        check(f.dim() == 4, lambda: f"{op}: level {i} must be a Tensor[N, C, H, W], got shape {list(f.shape)}")
         check_float(op, f"level {i}", f)
         check(
             f.shape[:2] == first.shape[:2] and f.dtype == first.dtype and f.device == first.device,
-            lambda: f"{op}: level {i} ({tuple(f.shape)}, {f.dtype}, {f.device}) must share batch size, channels, dtype "
-            f"and device with level 0 ({tuple(first.shape)}, {first.dtype}, {first.device})",
+            lambda: f"{op}: level {i} ({list(f.shape)}, {f.dtype}, {f.device}) must share batch size, channels, dtype "
+            f"and device with level 0 ({list(first.shape)}, {first.dtype}, {first.device})",
         )
-    check_rois(op, rois, first)
+    check_rois(op, rois, "features", first)
     check(
         levels.dim() == 1 and levels.shape[0] == rois.shape[0],
-        lambda: f"{op}: levels must be a Tensor[K] matching rois",
+        lambda: f"{op}: levels must be a Tensor[K] matching rois, got shape {list(levels.shape)}",
     )
     check(levels.dtype == torch.int64, lambda: f"{op}: levels must be int64, got {levels.dtype}")
-    check_same_device(op, features=first, rois=rois, levels=levels)
+    check_same_device(op, levels=levels, rois=rois)
     check(pooled_h > 0 and pooled_w > 0, lambda: f"{op}: output size must be positive, got ({pooled_h}, {pooled_w})")
     check(all(0 < s < math.inf for s in spatial_scales), lambda: f"{op}: spatial scales must be positive and finite")
 
@@ -95,7 +95,6 @@ def multi_scale_roi_align(
     pooled_h, pooled_w = pair(output_size, "output_size")
     features = list(features)
     spatial_scales = [float(s) for s in spatial_scales]
-    check_multi_scale_args(features, rois, levels, spatial_scales, pooled_h, pooled_w)
     return torch.ops.maskx.multi_scale_roi_align(
         features, rois, levels, spatial_scales, pooled_h, pooled_w, sampling_ratio, aligned
     )

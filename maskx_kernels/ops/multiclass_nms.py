@@ -8,25 +8,24 @@ Autograd: csrc/ops/autograd/multiclass_nms_autograd.cpp.
 import torch
 from torch import Tensor
 
-from maskx_kernels._validation import check, check_same_device
-from maskx_kernels.ops.nms import check_finite, check_same_dtype, check_threshold
+from maskx_kernels._validation import check
+from maskx_kernels.ops.nms import check_finite, check_scores_like_boxes, check_threshold
 
 
 def check_multiclass_args(
     boxes: Tensor, scores: Tensor, score_threshold: float, iou_threshold: float, max_detections: int
 ) -> None:
     op = "multiclass_nms"
-    check(scores.dim() == 2, lambda: f"{op}: scores must be a Tensor[N, C], got shape {tuple(scores.shape)}")
+    check(scores.dim() == 2, lambda: f"{op}: scores must be a Tensor[N, C], got shape {list(scores.shape)}")
     n, c = scores.shape
     shared = boxes.dim() == 2 and boxes.shape[1] == 4
     per_class = boxes.dim() == 3 and boxes.shape[1:] == (c, 4)
     check(
         (shared or per_class) and boxes.shape[0] == n,
-        lambda: f"{op}: boxes must be a Tensor[N, C, 4] or Tensor[N, 4] matching scores {tuple(scores.shape)}, "
-        f"got shape {tuple(boxes.shape)}",
+        lambda: f"{op}: boxes must be a Tensor[N, C, 4] or Tensor[N, 4] matching scores {list(scores.shape)}, "
+        f"got shape {list(boxes.shape)}",
     )
-    check_same_dtype(op, boxes, scores)
-    check_same_device(op, boxes=boxes, scores=scores)
+    check_scores_like_boxes(op, scores, boxes)
     check_threshold(op, "score_threshold", score_threshold)
     check_threshold(op, "iou_threshold", iou_threshold)
     check(max_detections >= 0, lambda: f"{op}: max_detections must be non-negative, got {max_detections}")
@@ -68,6 +67,5 @@ def multiclass_nms(
         the input), sorted by decreasing score, M <= max_detections. The boxes and scores
         are differentiable with respect to the inputs.
     """
-    check_multiclass_args(boxes, scores, score_threshold, iou_threshold, max_detections)
     check_finite("multiclass_nms", boxes=boxes, scores=scores)
     return torch.ops.maskx.multiclass_nms(boxes, scores, score_threshold, iou_threshold, max_detections)

@@ -2,37 +2,34 @@
 
 Native kernels: csrc/ops/cpu/nms_kernel.cpp and csrc/ops/cuda/nms_kernel.cu, registered
 as torch.ops.maskx.nms (schema in csrc/ops/nms.cpp, overlap rule in csrc/ops/nms_common.h).
-The argument checks here are shared with batched_nms and multiclass_nms.
+The argument checks here (run by the fake kernels and the Triton launcher; eager calls are
+checked by the native op) are shared with batched_nms and multiclass_nms.
 """
 import torch
 from torch import Tensor
 
-from maskx_kernels._validation import check, check_float, check_same_device, should_check_values
+from maskx_kernels._validation import check, check_float, check_like, should_check_values
 
 
 def check_threshold(op: str, name: str, value: float) -> None:
     check(0.0 <= value <= 1.0, lambda: f"{op}: {name} must be in [0, 1], got {value}")
 
 
-def check_same_dtype(op: str, boxes: Tensor, scores: Tensor) -> None:
+def check_scores_like_boxes(op: str, scores: Tensor, boxes: Tensor) -> None:
     check_float(op, "boxes", boxes)
-    check(
-        scores.dtype == boxes.dtype,
-        lambda: f"{op}: scores ({scores.dtype}) must have the boxes' dtype ({boxes.dtype})",
-    )
+    check_like(op, "scores", scores, "boxes", boxes)
 
 
 def check_boxes_scores(op: str, boxes: Tensor, scores: Tensor) -> None:
     check(
         boxes.dim() == 2 and boxes.shape[1] == 4,
-        lambda: f"{op}: boxes must be a Tensor[N, 4], got shape {tuple(boxes.shape)}",
+        lambda: f"{op}: boxes must be a Tensor[N, 4], got shape {list(boxes.shape)}",
     )
     check(
         scores.dim() == 1 and scores.shape[0] == boxes.shape[0],
-        lambda: f"{op}: scores must be a Tensor[N] matching boxes [{boxes.shape[0]}, 4], got shape {tuple(scores.shape)}",
+        lambda: f"{op}: scores must be a Tensor[N] matching boxes [{boxes.shape[0]}, 4], got shape {list(scores.shape)}",
     )
-    check_same_dtype(op, boxes, scores)
-    check_same_device(op, boxes=boxes, scores=scores)
+    check_scores_like_boxes(op, scores, boxes)
 
 
 def check_finite(op: str, **tensors: Tensor) -> None:
@@ -68,7 +65,5 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     Returns:
         int64 Tensor of the kept indices, in decreasing score order.
     """
-    check_boxes_scores("nms", boxes, scores)
-    check_threshold("nms", "iou_threshold", iou_threshold)
     check_finite("nms", boxes=boxes, scores=scores)
     return torch.ops.maskx.nms(boxes, scores, iou_threshold)

@@ -25,16 +25,16 @@ MAX_PADDING = 65536
 def check_paste_args(
     op: str, masks: Tensor, boxes: Tensor, height: int, width: int, padding: int, threshold: float | None
 ) -> None:
-    check(masks.dim() == 3, lambda: f"{op}: masks must be a Tensor[N, M, M], got shape {tuple(masks.shape)}")
+    check(masks.dim() == 3, lambda: f"{op}: masks must be a Tensor[N, M, M], got shape {list(masks.shape)}")
     check_float(op, "masks", masks)
     check(
         masks.shape[1] > 0 and masks.shape[2] > 0,
-        lambda: f"{op}: masks must have a positive size, got shape {tuple(masks.shape)}",
+        lambda: f"{op}: masks must have a positive size, got shape {list(masks.shape)}",
     )
     check(
         boxes.dim() == 2 and boxes.shape[1] == 4 and boxes.shape[0] == masks.shape[0],
         lambda: f"{op}: boxes must be a Tensor[N, 4] with N = {masks.shape[0]} (one box per mask), "
-        f"got shape {tuple(boxes.shape)}",
+        f"got shape {list(boxes.shape)}",
     )
     check(
         boxes.dtype in (torch.float32, torch.float64),
@@ -80,7 +80,7 @@ def _as_3d(op: str, masks: Tensor) -> tuple[Tensor, bool]:
     if masks.dim() == 4:
         check(
             masks.shape[1] == 1,
-            lambda: f"{op}: masks must be a Tensor[N, M, M] or Tensor[N, 1, M, M], got shape {tuple(masks.shape)}",
+            lambda: f"{op}: masks must be a Tensor[N, M, M] or Tensor[N, 1, M, M], got shape {list(masks.shape)}",
         )
         return masks[:, 0], True
     return masks, False
@@ -139,8 +139,11 @@ def paste_masks(
     op = "paste_masks"
     masks3, four_d = _as_3d(op, masks)
     height, width = _image_size(op, image_size)
-    check_paste_args(op, masks3, boxes, height, width, padding, threshold)
-    check_box_values(op, boxes)
+    if should_check_values(masks3, boxes):
+        # The box values are read on the device, so the arguments are checked here first;
+        # on the CPU the native op checks both.
+        check_paste_args(op, masks3, boxes, height, width, padding, threshold)
+        check_box_values(op, boxes)
     out = torch.ops.maskx.paste_masks(masks3, boxes, height, width, padding, threshold)
     return out[:, None] if four_d else out
 
@@ -170,8 +173,11 @@ def paste_masks_rle(
     op = "paste_masks_rle"
     masks3, _ = _as_3d(op, masks)
     height, width = _image_size(op, image_size)
-    check_paste_args(op, masks3, boxes, height, width, padding, threshold)
-    check_box_values(op, boxes)
+    if should_check_values(masks3, boxes):
+        # The box values are read on the device, so the arguments are checked here first;
+        # on the CPU the native op checks both.
+        check_paste_args(op, masks3, boxes, height, width, padding, threshold)
+        check_box_values(op, boxes)
     chars, offsets = torch.ops.maskx.paste_masks_rle(masks3, boxes, height, width, padding, float(threshold))
     data = chars.numpy().tobytes()
     bounds = offsets.tolist()

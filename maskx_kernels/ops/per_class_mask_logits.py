@@ -12,19 +12,7 @@ Autograd: csrc/ops/autograd/per_class_mask_logits_autograd.cpp.
 import torch
 from torch import Tensor
 
-from maskx_kernels._validation import check, check_float, should_check_values
-
-
-def check_like_features(op: str, name: str, t: Tensor, features: Tensor) -> None:
-    """`t` has the features' dtype and device."""
-    check(
-        t.dtype == features.dtype,
-        lambda: f"{op}: {name} must have the features' dtype ({features.dtype}), got {t.dtype}",
-    )
-    check(
-        t.device == features.device,
-        lambda: f"{op}: {name} is on {t.device} but the features are on {features.device}",
-    )
+from maskx_kernels._validation import check, check_float, check_like, check_same_device, should_check_values
 
 
 def check_mask_logits_args(
@@ -38,34 +26,35 @@ def check_mask_logits_args(
     """Shapes, dtypes and devices of the inputs shared by the logits and loss ops."""
     check(
         features.dim() == 4,
-        lambda: f"{op}: features must be a Tensor[R, K, H, W], got shape {tuple(features.shape)}",
+        lambda: f"{op}: features must be a Tensor[R, K, H, W], got shape {list(features.shape)}",
     )
     check_float(op, "features", features)
     r, k, h, w = features.shape
     check(
         class_weights.dim() == 2 and class_weights.shape[1] == k,
         lambda: f"{op}: class_weights must be a Tensor[C, K] with K = {k} (the features' channels), "
-        f"got shape {tuple(class_weights.shape)}",
+        f"got shape {list(class_weights.shape)}",
     )
-    check_like_features(op, "class_weights", class_weights, features)
+    check_like(op, "class_weights", class_weights, "features", features)
     check(
         classes.dim() == 1 and classes.shape[0] == r,
-        lambda: f"{op}: classes must be a Tensor[R] with R = {r}, got shape {tuple(classes.shape)}",
+        lambda: f"{op}: classes must be a Tensor[R] with R = {r}, got shape {list(classes.shape)}",
     )
     check(classes.dtype == torch.int64, lambda: f"{op}: classes must be int64, got {classes.dtype}")
-    check(classes.device == features.device, lambda: f"{op}: classes are on {classes.device} but the features are on {features.device}")
+    check_same_device(op, classes=classes, features=features)
     if class_bias is not None:
         check(
             class_bias.dim() == 1 and class_bias.shape[0] == class_weights.shape[0],
-            lambda: f"{op}: class_bias must be a Tensor[C] with C = {class_weights.shape[0]}, got shape {tuple(class_bias.shape)}",
+            lambda: f"{op}: class_bias must be a Tensor[C] with C = {class_weights.shape[0]}, got shape {list(class_bias.shape)}",
         )
-        check_like_features(op, "class_bias", class_bias, features)
+        check_like(op, "class_bias", class_bias, "features", features)
     if agnostic_logits is not None:
         check(
             tuple(agnostic_logits.shape) == (r, h, w),
-            lambda: f"{op}: agnostic_logits must be a Tensor[R, H, W] = {(r, h, w)}, got shape {tuple(agnostic_logits.shape)}",
+            lambda: f"{op}: agnostic_logits must be a Tensor[R, H, W] matching features {list(features.shape)}, "
+            f"got shape {list(agnostic_logits.shape)}",
         )
-        check_like_features(op, "agnostic_logits", agnostic_logits, features)
+        check_like(op, "agnostic_logits", agnostic_logits, "features", features)
 
 
 def check_class_values(op: str, classes: Tensor, num_classes: int) -> None:
@@ -120,8 +109,10 @@ def per_class_mask_logits(
         Tensor[R, H, W] in the features' dtype. Differentiable with respect to features,
         class_weights, class_bias and agnostic_logits.
     """
-    op = "per_class_mask_logits"
-    check_mask_logits_args(op, features, class_weights, classes, class_bias, agnostic_logits)
     if should_check_values(features):
+        # The values are read on the device, so the arguments are checked here first; on
+        # the CPU the native op checks both.
+        op = "per_class_mask_logits"
+        check_mask_logits_args(op, features, class_weights, classes, class_bias, agnostic_logits)
         check_class_values(op, classes, class_weights.shape[0])
     return torch.ops.maskx.per_class_mask_logits(features, class_weights, classes, class_bias, agnostic_logits, sigmoid)

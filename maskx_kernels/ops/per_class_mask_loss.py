@@ -11,8 +11,8 @@ Autograd: csrc/ops/autograd/per_class_mask_loss_autograd.cpp.
 import torch
 from torch import Tensor
 
-from maskx_kernels._validation import check, should_check_values
-from maskx_kernels.ops.per_class_mask_logits import check_class_values, check_like_features, check_mask_logits_args
+from maskx_kernels._validation import check, check_like, check_same_device, should_check_values
+from maskx_kernels.ops.per_class_mask_logits import check_class_values, check_mask_logits_args
 
 
 def check_mask_loss_args(features: Tensor, targets: Tensor, valid: Tensor | None) -> None:
@@ -20,16 +20,17 @@ def check_mask_loss_args(features: Tensor, targets: Tensor, valid: Tensor | None
     r, _, h, w = features.shape
     check(
         tuple(targets.shape) == (r, h, w),
-        lambda: f"{op}: targets must be a Tensor[R, H, W] = {(r, h, w)}, got shape {tuple(targets.shape)}",
+        lambda: f"{op}: targets must be a Tensor[R, H, W] matching features {list(features.shape)}, "
+        f"got shape {list(targets.shape)}",
     )
-    check_like_features(op, "targets", targets, features)
+    check_like(op, "targets", targets, "features", features)
     if valid is not None:
         check(
             valid.dim() == 1 and valid.shape[0] == r,
-            lambda: f"{op}: valid must be a Tensor[R] with R = {r}, got shape {tuple(valid.shape)}",
+            lambda: f"{op}: valid must be a Tensor[R] with R = {r}, got shape {list(valid.shape)}",
         )
         check(valid.dtype == torch.bool, lambda: f"{op}: valid must be bool, got {valid.dtype}")
-        check(valid.device == features.device, lambda: f"{op}: valid is on {valid.device} but the features are on {features.device}")
+        check_same_device(op, valid=valid, features=features)
 
 
 def check_target_values(targets: Tensor) -> None:
@@ -78,10 +79,11 @@ def per_class_mask_loss(
         A 0-d tensor. With no valid RoI (or R = 0) it is zero, and still backpropagates
         (zero gradients).
     """
-    op = "per_class_mask_loss"
-    check_mask_logits_args(op, features, class_weights, classes, class_bias, agnostic_logits)
-    check_mask_loss_args(features, targets, valid)
     if should_check_values(features):
+        # As in per_class_mask_logits: the arguments are checked before reading values.
+        op = "per_class_mask_loss"
+        check_mask_logits_args(op, features, class_weights, classes, class_bias, agnostic_logits)
+        check_mask_loss_args(features, targets, valid)
         check_class_values(op, classes, class_weights.shape[0])
         check_target_values(targets)
     return torch.ops.maskx.per_class_mask_loss(features, class_weights, classes, targets, class_bias, agnostic_logits, valid)

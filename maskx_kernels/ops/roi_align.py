@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from maskx_kernels._validation import check, check_float, check_same_device, pair, should_check_values
+from maskx_kernels._validation import check, check_float, check_like, pair, should_check_values
 
 
 def boxes_to_rois(boxes: Tensor | Sequence[Tensor]) -> Tensor:
@@ -17,7 +17,7 @@ def boxes_to_rois(boxes: Tensor | Sequence[Tensor]) -> Tensor:
     if isinstance(boxes, Tensor):
         check(
             boxes.dim() == 2 and boxes.shape[1] == 5,
-            lambda: f"boxes must be a Tensor[K, 5], got shape {tuple(boxes.shape)}",
+            lambda: f"boxes must be a Tensor[K, 5], got shape {list(boxes.shape)}",
         )
         return boxes
     check(
@@ -35,12 +35,12 @@ def boxes_to_rois(boxes: Tensor | Sequence[Tensor]) -> Tensor:
     return torch.cat([index, concat], dim=1)
 
 
-def check_rois(op: str, rois: Tensor, like: Tensor) -> None:
+def check_rois(op: str, rois: Tensor, like_name: str, like: Tensor) -> None:
     check(
         rois.dim() == 2 and rois.shape[1] == 5,
-        lambda: f"{op}: rois must be a Tensor[K, 5], got shape {tuple(rois.shape)}",
+        lambda: f"{op}: rois must be a Tensor[K, 5], got shape {list(rois.shape)}",
     )
-    check(rois.dtype == like.dtype, lambda: f"{op}: rois must have the input's dtype ({like.dtype}), got {rois.dtype}")
+    check_like(op, "rois", rois, like_name, like)
 
 
 def check_roi_values(op: str, rois: Tensor, batch_size: int) -> None:
@@ -59,14 +59,13 @@ def check_roi_values(op: str, rois: Tensor, batch_size: int) -> None:
 
 def check_roi_align_args(input: Tensor, rois: Tensor, spatial_scale: float, pooled_h: int, pooled_w: int) -> None:
     op = "roi_align"
-    check(input.dim() == 4, lambda: f"{op}: input must be a Tensor[N, C, H, W], got shape {tuple(input.shape)}")
+    check(input.dim() == 4, lambda: f"{op}: input must be a Tensor[N, C, H, W], got shape {list(input.shape)}")
     check_float(op, "input", input)
-    check_rois(op, rois, input)
-    check_same_device(op, input=input, rois=rois)
+    check_rois(op, rois, "input", input)
     check(pooled_h > 0 and pooled_w > 0, lambda: f"{op}: output size must be positive, got ({pooled_h}, {pooled_w})")
     check(
         spatial_scale > 0 and spatial_scale != float("inf"),
-        lambda: f"{op}: spatial_scale must be positive and finite",
+        lambda: f"{op}: spatial_scale must be positive and finite, got {spatial_scale}",
     )
 
 
@@ -119,8 +118,10 @@ def roi_align(
     """
     rois = boxes_to_rois(boxes)
     pooled_h, pooled_w = pair(output_size, "output_size")
-    check_roi_align_args(input, rois, spatial_scale, pooled_h, pooled_w)
     if should_check_values(input, rois):
+        # The values are read on the device, so the arguments are checked here first; on
+        # the CPU the native op checks both.
+        check_roi_align_args(input, rois, spatial_scale, pooled_h, pooled_w)
         check_roi_values("roi_align", rois, input.shape[0])
     return torch.ops.maskx.roi_align(input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned)
 

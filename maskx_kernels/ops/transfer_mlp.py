@@ -19,7 +19,7 @@ from maskx_kernels._validation import check, check_float
 def check_transfer_mlp_args(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor], negative_slope: float) -> None:
     op = "transfer_mlp"
     check(negative_slope >= 0, lambda: f"{op}: negative_slope must be non-negative, got {negative_slope}")
-    check(x.dim() == 2, lambda: f"{op}: x must be a Tensor[C, D], got shape {tuple(x.shape)}")
+    check(x.dim() == 2, lambda: f"{op}: x must be a Tensor[C, D], got shape {list(x.shape)}")
     check_float(op, "x", x)
     check(1 <= len(weights) <= 3, lambda: f"{op}: expects 1 to 3 layers, got {len(weights)} weights")
     check(len(biases) == len(weights), lambda: f"{op}: got {len(weights)} weights but {len(biases)} biases")
@@ -27,12 +27,12 @@ def check_transfer_mlp_args(x: Tensor, weights: Sequence[Tensor], biases: Sequen
     for i, (w, b) in enumerate(zip(weights, biases)):
         check(
             w.dim() == 2 and w.shape[1] == width,
-            lambda: f"{op}: weights[{i}] must be a Tensor[D_out, {width}] to chain, got shape {tuple(w.shape)}",
+            lambda: f"{op}: weights[{i}] must be a Tensor[D_out, {width}] to chain, got shape {list(w.shape)}",
         )
         width = w.shape[0]
         check(
             b.dim() == 1 and b.shape[0] == width,
-            lambda: f"{op}: biases[{i}] must be a Tensor[{width}], got shape {tuple(b.shape)}",
+            lambda: f"{op}: biases[{i}] must be a Tensor[{width}], got shape {list(b.shape)}",
         )
         for name, t in ((f"weights[{i}]", w), (f"biases[{i}]", b)):
             check(

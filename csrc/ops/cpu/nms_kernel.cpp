@@ -1,24 +1,16 @@
-// CPU kernel of maskx::nms: one class of the shared greedy engine (nms_greedy.h).
-#include <ATen/ATen.h>
+// CPU kernels of maskx::nms and maskx::batched_nms: the entry points of
+// nms_entry_points.h over the greedy engine (nms_greedy.h), which groups boxes by class
+// for batched_nms and checks that coordinates and scores are finite.
 #include <torch/library.h>
 
 #include "ops/cpu/nms_greedy.h"
-#include "ops/nms_checks.h"
+#include "ops/nms_entry_points.h"
 
 namespace maskx {
 namespace nms {
-namespace {
-
-at::Tensor nms_forward_kernel(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold) {
-  check_boxes_scores("nms", boxes, scores);
-  check_threshold("nms", "iou_threshold", iou_threshold);
-  return nms_cpu("nms", boxes, scores, at::Tensor(), iou_threshold);
-}
-
-} // namespace
 
 TORCH_LIBRARY_IMPL(maskx, CPU, m) {
-  m.impl("nms", &nms_forward_kernel);
+  EntryPoints<&nms_cpu>::register_kernels(m);
 }
 
 } // namespace nms

@@ -253,7 +253,7 @@ std::vector<std::string> rle_strings(
   return strings;
 }
 
-std::tuple<at::Tensor, at::Tensor> paste_masks_rle_kernel(
+std::tuple<at::Tensor, at::Tensor> paste_masks_rle_forward_kernel(
     const at::Tensor& masks,
     const at::Tensor& boxes,
     int64_t height,
@@ -276,7 +276,7 @@ std::tuple<at::Tensor, at::Tensor> paste_masks_rle_kernel(
 
 TORCH_LIBRARY_IMPL(maskx, CPU, m) {
   m.impl("paste_masks", &paste_masks_forward_kernel);
-  m.impl("paste_masks_rle", &paste_masks_rle_kernel);
+  m.impl("paste_masks_rle", &paste_masks_rle_forward_kernel);
 }
 
 } // namespace paste_masks

@@ -24,7 +24,6 @@
 #include "ops/cpu/output_cache.h"
 #include "ops/cpu/parallel_dynamic.h"
 #include "ops/cpu/streaming_store.h"
-#include "ops/roi_align_checks.h"
 #include "ops/roi_align_common.h"
 #include "ops/roi_align_entry_points.h"
 
@@ -80,12 +79,14 @@ struct Problem {
 // are not finite, or whose level is out of range.
 template <typename scalar_t>
 void check_roi_values(const at::Tensor& rois, const int64_t* level_of, int64_t batch, int64_t num_levels) {
+  const char* op = level_of != nullptr ? "multi_scale_roi_align" : "roi_align";
   const scalar_t* r = rois.data_ptr<scalar_t>();
   for (int64_t k = 0; k < rois.size(0); ++k) {
     const double index = static_cast<double>(r[k * 5]);
     TORCH_CHECK_VALUE(
         std::floor(index) == index && index >= 0 && index < static_cast<double>(batch),
-        "roi_align: RoI ",
+        op,
+        ": RoI ",
         k,
         " has batch index ",
         index,
@@ -95,7 +96,8 @@ void check_roi_values(const at::Tensor& rois, const int64_t* level_of, int64_t b
     for (int j = 1; j < 5; ++j) {
       TORCH_CHECK_VALUE(
           std::isfinite(static_cast<double>(r[k * 5 + j])),
-          "roi_align: RoI ",
+          op,
+          ": RoI ",
           k,
           " has a non-finite coordinate ",
           static_cast<double>(r[k * 5 + j]));
@@ -103,7 +105,8 @@ void check_roi_values(const at::Tensor& rois, const int64_t* level_of, int64_t b
     if (level_of != nullptr) {
       TORCH_CHECK_VALUE(
           level_of[k] >= 0 && level_of[k] < num_levels,
-          "multi_scale_roi_align: RoI ",
+          op,
+          ": RoI ",
           k,
           " has level ",
           level_of[k],
@@ -670,17 +673,13 @@ at::Tensor pyramid_forward(
     int64_t pooled_w,
     int64_t sampling_ratio,
     bool aligned) {
-  check_pyramid(features, spatial_scales);
-  check_rois(rois_in, features[0]);
   Problem p = make_problem(features[0].size(0), features[0].size(1), pooled_h, pooled_w, sampling_ratio, aligned);
   for (size_t l = 0; l < features.size(); ++l) {
-    check_pooling_args(spatial_scales[l], pooled_h, pooled_w);
     p.levels.push_back(level_view(features[l], spatial_scales[l]));
   }
   const at::Tensor rois = rois_in.contiguous();
   at::Tensor levels;
   if (levels_in) {
-    check_levels(*levels_in, rois, features.size());
     levels = levels_in->contiguous();
   }
   const int64_t* level_of = checked_levels(rois, levels_in ? &levels : nullptr, p);
@@ -708,7 +707,6 @@ std::vector<at::Tensor> pyramid_backward(
     int64_t sampling_ratio,
     bool aligned,
     bool channels_last) {
-  check_backward_args(grad_in, rois_in, spatial_scales, pooled_h, pooled_w, channels, heights, widths);
   if (grad_in.scalar_type() == at::kHalf || grad_in.scalar_type() == at::kBFloat16) {
     // Accumulate reduced-precision gradients in float32, then round once.
     std::vector<at::Tensor> grads = pyramid_backward(
@@ -739,7 +737,6 @@ std::vector<at::Tensor> pyramid_backward(
   const at::Tensor rois = rois_in.contiguous();
   at::Tensor levels;
   if (levels_in) {
-    check_levels(*levels_in, rois, heights.size());
     levels = levels_in->contiguous();
   }
   const int64_t* level_of = checked_levels(rois, levels_in ? &levels : nullptr, p);

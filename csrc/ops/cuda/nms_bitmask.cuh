@@ -112,6 +112,7 @@ __global__ void nms_keep_kernel(
 // Greedy NMS (per class when `classes` is defined) of boxes [N, 4] and scores [N] on
 // one CUDA device; returns the kept indices in decreasing score order.
 inline at::Tensor nms_cuda(
+    const char* op,
     const at::Tensor& boxes,
     const at::Tensor& scores,
     const at::Tensor& classes,
@@ -127,7 +128,7 @@ inline at::Tensor nms_cuda(
   const at::Tensor sorted_classes =
       classes.defined() ? classes.to(at::kLong).index_select(0, order).contiguous() : at::Tensor();
   const int64_t col_blocks = (n + kTile - 1) / kTile;
-  check_box_count("nms", n, 65535 * kTile);
+  check_box_count(op, n, 65535 * kTile);
   at::Tensor mask = at::empty({n, col_blocks}, boxes.options().dtype(at::kLong));
   at::Tensor keep = at::zeros({n}, boxes.options().dtype(at::kBool));
   const bool shared = col_blocks <= kMaxSharedRemovedWords;

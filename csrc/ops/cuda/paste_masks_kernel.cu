@@ -174,7 +174,7 @@ at::Tensor paste_masks_forward_kernel(
   return output;
 }
 
-std::tuple<at::Tensor, at::Tensor> paste_masks_rle_kernel(
+std::tuple<at::Tensor, at::Tensor> paste_masks_rle_forward_kernel(
     const at::Tensor& masks,
     const at::Tensor& boxes,
     int64_t height,
@@ -236,7 +236,7 @@ std::tuple<at::Tensor, at::Tensor> paste_masks_rle_kernel(
 
 TORCH_LIBRARY_IMPL(maskx, CUDA, m) {
   m.impl("paste_masks", &paste_masks_forward_kernel);
-  m.impl("paste_masks_rle", &paste_masks_rle_kernel);
+  m.impl("paste_masks_rle", &paste_masks_rle_forward_kernel);
 }
 
 } // namespace paste_masks

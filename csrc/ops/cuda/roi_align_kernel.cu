@@ -33,7 +33,6 @@
 #include <limits>
 #include <vector>
 
-#include "ops/roi_align_checks.h"
 #include "ops/roi_align_common.h"
 #include "ops/roi_align_entry_points.h"
 
@@ -424,14 +423,6 @@ at::Tensor pyramid_forward(
     int64_t pooled_w,
     int64_t sampling_ratio,
     bool aligned) {
-  check_pyramid(features, spatial_scales);
-  check_rois(rois_in, features[0]);
-  for (size_t l = 0; l < features.size(); ++l) {
-    check_pooling_args(spatial_scales[l], pooled_h, pooled_w);
-  }
-  if (levels_in != nullptr) {
-    check_levels(*levels_in, rois_in, features.size());
-  }
   const c10::cuda::CUDAGuard guard(features[0].device());
   const PoolArgs a{features[0].size(0), features[0].size(1), pooled_h, pooled_w, sampling_ratio, aligned};
   const at::Tensor rois = rois_in.contiguous();
@@ -562,10 +553,6 @@ std::vector<at::Tensor> pyramid_backward(
     int64_t sampling_ratio,
     bool aligned,
     bool channels_last) {
-  check_backward_args(grad_in, rois_in, spatial_scales, pooled_h, pooled_w, channels, heights, widths);
-  if (levels_in != nullptr) {
-    check_levels(*levels_in, rois_in, heights.size());
-  }
   const c10::cuda::CUDAGuard guard(grad_in.device());
   const PoolArgs a{batch, channels, pooled_h, pooled_w, sampling_ratio, aligned};
   const at::Tensor grad = grad_in.contiguous();

@@ -18,7 +18,7 @@ namespace maskx {
 namespace transfer_mlp {
 namespace {
 
-std::tuple<at::Tensor, std::vector<at::Tensor>> transfer_mlp_forward_cuda(
+std::tuple<at::Tensor, std::vector<at::Tensor>> transfer_mlp_forward_kernel(
     const at::Tensor& x,
     at::TensorList weights,
     at::TensorList biases,
@@ -37,7 +37,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> transfer_mlp_forward_cuda(
       [](at::Tensor& out, double slope) { at::leaky_relu_(out, slope); });
 }
 
-std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>, at::Tensor> transfer_mlp_backward_cuda(
+std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>, at::Tensor> transfer_mlp_backward_kernel(
     const at::Tensor& grad,
     const at::Tensor& x,
     at::TensorList hidden,
@@ -54,8 +54,8 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>, at::Tensor> transfe
 } // namespace
 
 TORCH_LIBRARY_IMPL(maskx, CUDA, m) {
-  m.impl("transfer_mlp", &transfer_mlp_forward_cuda);
-  m.impl("_transfer_mlp_backward", &transfer_mlp_backward_cuda);
+  m.impl("transfer_mlp", &transfer_mlp_forward_kernel);
+  m.impl("_transfer_mlp_backward", &transfer_mlp_backward_kernel);
 }
 
 } // namespace transfer_mlp
