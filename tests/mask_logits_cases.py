@@ -19,6 +19,11 @@ def make(r, k, h, w, c, dtype=torch.float32, seed=0, bias=True, agnostic=True):
     return features, class_weights, classes, class_bias, agn, targets, valid
 
 
+def to_device(tensors, device):
+    """The tensors on a device (a None stays None)."""
+    return [t.to(device) if t is not None else None for t in tensors]
+
+
 def reference_in_float64(fn, *args, **kwargs):
     cast = [a.double() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
     return fn(*cast, **kwargs)

@@ -1,4 +1,4 @@
-"""Random RoIAlign inputs shared by the RoIAlign test files."""
+"""Random RoIAlign inputs, and their CUDA copies, shared by the RoIAlign test files."""
 import torch
 
 
@@ -34,3 +34,27 @@ def random_features(batch, channels, height, width, dtype=torch.float64, layout=
     if layout == "channels_last":
         return x.contiguous(memory_format=torch.channels_last)
     return x
+
+
+def uniform_rois(num, batch, height, width, spatial_scale, generator):
+    """[num, 5] float64 rois whose corners are uniform over the image and a margin of a
+    quarter of it on every side: some reach past the map on any side."""
+    img_h, img_w = height / spatial_scale, width / spatial_scale
+    x = (torch.rand(num, 2, generator=generator, dtype=torch.float64) * 1.5 - 0.25) * img_w
+    y = (torch.rand(num, 2, generator=generator, dtype=torch.float64) * 1.5 - 0.25) * img_h
+    index = torch.randint(0, batch, (num, 1), generator=generator).to(torch.float64)
+    x, y = x.sort(dim=1).values, y.sort(dim=1).values
+    return torch.cat([index, x[:, :1], y[:, :1], x[:, 1:], y[:, 1:]], dim=1)
+
+
+def cuda_copy(x, layout="nchw"):
+    """x on the CUDA device, stored contiguously ("nchw"), channels-last or as a strided
+    view ("strided")."""
+    if layout == "channels_last":
+        return x.cuda().contiguous(memory_format=torch.channels_last)
+    if layout == "strided":
+        n, c, h, w = x.shape
+        view = torch.empty(n, 2 * c, h, 3 * w, dtype=x.dtype, device="cuda")[:, ::2, :, ::3]
+        view.copy_(x)
+        return view
+    return x.cuda()

@@ -1,4 +1,6 @@
-"""maskx_kernels.MultiScaleRoIAlign and multi_scale_roi_align on the CPU."""
+"""maskx_kernels.MultiScaleRoIAlign and multi_scale_roi_align: on the CPU against
+torchvision and the reference, then the CUDA kernels against the CPU ones, atomic and
+deterministic."""
 from collections import OrderedDict
 
 import pytest
@@ -8,7 +10,7 @@ import torchvision
 import maskx_kernels as mk
 from maskx_kernels.ops.multi_scale_roi_align import fpn_levels
 from maskx_kernels.reference import roi_align as ref
-from roi_inputs import random_rois
+from roi_inputs import cuda_copy, random_rois, uniform_rois
 
 NAMES = ["p2", "p3", "p4", "p5"]
 
@@ -239,3 +241,134 @@ class TestBadInput:
         for bad in (0.0, -0.25, float("nan"), float("inf")):
             with pytest.raises(ValueError, match="positive and finite"):
                 mk.multi_scale_roi_align(feats, rois, torch.tensor([0]), [bad] + scales[1:], 2)
+
+
+# CUDA: the kernels against the CPU ones in float64, forward and backward, with torch's
+# deterministic algorithms off (atomic sums) and on.
+def cuda_pyramid(g, layouts):
+    """float64 maps of one to four levels of two images, on the CPU and copied to the CUDA
+    device in the given layouts (roi_inputs.cuda_copy)."""
+    shapes = [(16, 20), (8, 10), (4, 5), (2, 3)]
+    cpu = [torch.randn(2, 3, h, w, generator=g, dtype=torch.float64) for h, w in shapes[: len(layouts)]]
+    return cpu, [cuda_copy(f, layout) for f, layout in zip(cpu, layouts)]
+
+
+@pytest.mark.needs_cuda
+def test_cuda_forward_and_backward_match_cpu(deterministic):
+    g = torch.Generator().manual_seed(4)
+    features, on_device = cuda_pyramid(g, ["nchw", "channels_last", "strided", "nchw"])
+    scales = [0.25, 0.125, 0.0625, 0.03125]
+    rois = uniform_rois(30, 2, 16, 20, 0.25, generator=g)
+    levels = torch.randint(0, 4, (30,), generator=g)
+    args = (scales, 2, 3, 2, True)
+    out = torch.ops.maskx.multi_scale_roi_align(on_device, rois.cuda(), levels.cuda(), *args)
+    expected = torch.ops.maskx.multi_scale_roi_align(features, rois, levels, *args)
+    torch.testing.assert_close(out.cpu(), expected, rtol=1e-10, atol=1e-10)
+    grad = torch.randn(30, 3, 2, 3, generator=g, dtype=torch.float64)
+    sizes = ([f.shape[2] for f in features], [f.shape[3] for f in features])
+    back_args = (scales, 2, 3, 2, 3, *sizes, 2, True)
+    grads = torch.ops.maskx._multi_scale_roi_align_backward(grad.cuda(), rois.cuda(), levels.cuda(), *back_args)
+    expected_grads = torch.ops.maskx._multi_scale_roi_align_backward(grad, rois, levels, *back_args)
+    assert len(grads) == 4
+    for ours, theirs in zip(grads, expected_grads):
+        torch.testing.assert_close(ours.cpu(), theirs, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.needs_cuda
+def test_cuda_more_levels_than_one_launch_holds(deterministic):
+    # Pyramids deeper than a launch's level table take several launches.
+    g = torch.Generator().manual_seed(5)
+    features = [torch.randn(1, 2, 3 + l, 4 + l, generator=g, dtype=torch.float64) for l in range(11)]
+    scales = [1.0 / (1 + l) for l in range(11)]
+    rois = uniform_rois(40, 1, 3, 4, 1.0, generator=g)
+    levels = torch.randint(0, 11, (40,), generator=g)
+    out = torch.ops.maskx.multi_scale_roi_align(
+        [f.cuda() for f in features], rois.cuda(), levels.cuda(), scales, 2, 2, 0, False
+    )
+    expected = torch.ops.maskx.multi_scale_roi_align(features, rois, levels, scales, 2, 2, 0, False)
+    torch.testing.assert_close(out.cpu(), expected, rtol=1e-10, atol=1e-10)
+    grad = torch.randn(40, 2, 2, 2, generator=g, dtype=torch.float64)
+    sizes = ([f.shape[2] for f in features], [f.shape[3] for f in features])
+    grads = torch.ops.maskx._multi_scale_roi_align_backward(
+        grad.cuda(), rois.cuda(), levels.cuda(), scales, 2, 2, 1, 2, *sizes, 0, False
+    )
+    expected_grads = torch.ops.maskx._multi_scale_roi_align_backward(
+        grad, rois, levels, scales, 2, 2, 1, 2, *sizes, 0, False
+    )
+    for ours, theirs in zip(grads, expected_grads):
+        torch.testing.assert_close(ours.cpu(), theirs, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.needs_cuda
+def test_cuda_invalid_rois_pool_to_zero_and_get_no_gradient(deterministic):
+    # The raw ops do not check RoI values on the GPU; bad RoIs must not read out of bounds.
+    g = torch.Generator().manual_seed(6)
+    features, on_device = cuda_pyramid(g, ["nchw", "nchw"])
+    rois = uniform_rois(8, 2, 16, 20, 0.25, generator=g)
+    levels = torch.randint(0, 2, (8,), generator=g)
+    rois[1, 0] = 2.0  # batch index past the batch
+    rois[2, 0] = -1.0
+    rois[3, 0] = 0.5  # not an integer
+    rois[4, 2] = float("nan")
+    rois[5, 3] = float("inf")
+    levels[6] = 2  # level past the pyramid
+    levels[7] = -1
+    valid = torch.tensor([True] + [False] * 7)
+    args = ([0.25, 0.125], 2, 2, 0, True)
+    out = torch.ops.maskx.multi_scale_roi_align(on_device, rois.cuda(), levels.cuda(), *args).cpu()
+    assert bool((out[~valid] == 0).all())
+    expected = torch.ops.maskx.multi_scale_roi_align(features, rois[valid], levels[valid], *args)
+    torch.testing.assert_close(out[valid], expected, rtol=1e-10, atol=1e-10)
+    single = torch.ops.maskx.roi_align(on_device[0], rois[:6].cuda(), 0.25, 2, 2, 0, True).cpu()
+    assert bool((single[1:] == 0).all())
+    grad = torch.randn(8, 3, 2, 2, generator=g, dtype=torch.float64)
+    sizes = ([16, 8], [20, 10])
+    grads = torch.ops.maskx._multi_scale_roi_align_backward(
+        grad.cuda(), rois.cuda(), levels.cuda(), [0.25, 0.125], 2, 2, 2, 3, *sizes, 0, True
+    )
+    expected_grads = torch.ops.maskx._multi_scale_roi_align_backward(
+        grad[valid], rois[valid], levels[valid], [0.25, 0.125], 2, 2, 2, 3, *sizes, 0, True
+    )
+    for ours, theirs in zip(grads, expected_grads):
+        torch.testing.assert_close(ours.cpu(), theirs, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.needs_cuda
+def test_cuda_gradcheck(deterministic):
+    # Atomic float64 sums may differ in the last bits between two backward passes.
+    tol = 0.0 if deterministic else 1e-12
+    g = torch.Generator().manual_seed(7)
+    p0 = torch.randn(2, 2, 8, 8, generator=g, dtype=torch.float64).cuda().requires_grad_()
+    p1 = torch.randn(2, 2, 4, 4, generator=g, dtype=torch.float64).cuda().requires_grad_()
+    boxes = uniform_rois(6, 2, 8, 8, 0.5, generator=g).cuda()
+    levels = torch.tensor([0, 1, 0, 1, 1, 0], device="cuda")
+    assert torch.autograd.gradcheck(
+        lambda a, b: mk.multi_scale_roi_align([a, b], boxes, levels, [0.5, 0.25], 2, 2, False),
+        (p0, p1),
+        nondet_tol=tol,
+    )
+
+
+@pytest.mark.needs_cuda
+def test_cuda_opcheck():
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(2, 3, 7, 6, generator=g).cuda().requires_grad_()
+    rois = uniform_rois(4, 2, 7, 6, 1.0, generator=g).float().cuda()
+    grad = torch.randn(4, 3, 2, 2, generator=g).cuda()
+    features = [x, torch.randn(2, 3, 4, 3, generator=g).cuda().requires_grad_()]
+    levels = torch.tensor([0, 1, 1, 0], device="cuda")
+    torch.library.opcheck(
+        torch.ops.maskx.multi_scale_roi_align.default, (features, rois, levels, [1.0, 0.5], 2, 2, 2, False)
+    )
+    torch.library.opcheck(
+        torch.ops.maskx._multi_scale_roi_align_backward.default,
+        (grad, rois, levels, [1.0, 0.5], 2, 2, 2, 3, [7, 4], [6, 3], 2, False),
+    )
+
+
+@pytest.mark.needs_cuda
+def test_cuda_levels_on_another_device():
+    x = torch.randn(2, 3, 5, 5, device="cuda")
+    rois = torch.tensor([[0.0, 0.5, 0.5, 3.0, 3.5]], device="cuda")
+    with pytest.raises(ValueError, match="levels are on"):
+        torch.ops.maskx.multi_scale_roi_align([x], rois, torch.zeros(1, dtype=torch.long), [1.0], 2, 2, 2, False)

@@ -1,26 +1,28 @@
 """maskx_kernels.per_class_mask_loss against binary_cross_entropy_with_logits of the
-explicit all-class conv then select over the valid RoIs (maskx_kernels.reference.mask_logits)."""
+explicit all-class conv then select over the valid RoIs (maskx_kernels.reference.mask_logits),
+on the CPU and the CUDA device."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 import maskx_kernels as mk
-from mask_logits_cases import BAD_SHARED_ARGS, TOL, good_args, make, reference_in_float64
+from conftest import cpu_and_cuda
+from mask_logits_cases import BAD_SHARED_ARGS, TOL, good_args, make, reference_in_float64, to_device
 from maskx_kernels.reference import mask_logits as ref
 
 
-def test_opcheck():
+@pytest.mark.parametrize("device", cpu_and_cuda())
+def test_opcheck(device):
     for seed, shape in enumerate([(5, 4, 3, 3, 3), (7, 9, 5, 6, 4), (0, 3, 2, 2, 2)]):
-        f, w, cls, b, a, t, v = make(*shape, seed=seed)
+        f, w, cls, b, a, t, v = to_device(make(*shape, seed=seed), device)
         for requires_grad in (False, True):
             inputs = [x.clone().requires_grad_(requires_grad) for x in (f, w, b, a)]
             for valid in (v, None):
                 torch.library.opcheck(
                     torch.ops.maskx.per_class_mask_loss.default, (inputs[0], inputs[1], cls, t, inputs[2], inputs[3], valid)
                 )
-        torch.library.opcheck(
-            torch.ops.maskx._per_class_mask_loss_backward.default, (torch.tensor(0.7), f, w, cls, t, b, a, v)
-        )
+        grad = torch.tensor(0.7, device=device)
+        torch.library.opcheck(torch.ops.maskx._per_class_mask_loss_backward.default, (grad, f, w, cls, t, b, a, v))
 
 
 def test_compile():
@@ -76,21 +78,24 @@ def test_loss_ignores_invalid_rois_entirely():
     assert torch.isfinite(poisoned.grad).all() and torch.equal(poisoned.grad[~v], torch.zeros_like(poisoned.grad[~v]))
 
 
+@pytest.mark.parametrize("device", cpu_and_cuda())
 @pytest.mark.parametrize("rois", [0, 4])
-def test_loss_without_valid_rois_is_a_differentiable_zero(rois):
-    f, w, cls, b, a, t, _ = make(rois, 5, 4, 4, 3)
+def test_loss_without_valid_rois_is_a_differentiable_zero(rois, device):
+    f, w, cls, b, a, t, _ = to_device(make(rois, 5, 4, 4, 3), device)
     inputs = [x.clone().requires_grad_() for x in (f, w, b, a)]
-    loss = mk.per_class_mask_loss(inputs[0], inputs[1], cls, t, inputs[2], inputs[3], torch.zeros(rois, dtype=torch.bool))
+    valid = torch.zeros(rois, dtype=torch.bool, device=device)
+    loss = mk.per_class_mask_loss(inputs[0], inputs[1], cls, t, inputs[2], inputs[3], valid)
     assert loss.item() == 0.0 and loss.grad_fn is not None
     loss.backward()
     for x in inputs:
         assert torch.equal(x.grad, torch.zeros_like(x))
 
 
-def test_loss_gradcheck():
-    f, w, cls, b, a, t, _ = make(5, 3, 2, 3, 3, dtype=torch.float64, seed=4)
-    cls = torch.tensor([1, 1, 0, 2, 1])
-    v = torch.tensor([True, False, True, True, True])
+@pytest.mark.parametrize("device", cpu_and_cuda())
+def test_loss_gradcheck(device):
+    f, w, cls, b, a, t, _ = to_device(make(5, 3, 2, 3, 3, dtype=torch.float64, seed=4), device)
+    cls = torch.tensor([1, 1, 0, 2, 1], device=device)
+    v = torch.tensor([True, False, True, True, True], device=device)
     inputs = [x.requires_grad_() for x in (f, w, b, a)]
     assert torch.autograd.gradcheck(lambda f, w, b, a: mk.per_class_mask_loss(f, w, cls, t, b, a, v), inputs)
 
@@ -158,3 +163,32 @@ def test_loss_bad_inputs(bad, match):
 def test_bad_shared_inputs(bad, error, match):
     with pytest.raises(error, match=match):
         mk.per_class_mask_loss(**{**good_args(), **bad}, targets=torch.rand(2, 4, 4))
+
+
+# CUDA: the loss and its gradients against the float64 reference up to a real head's
+# size, and the check of CUDA targets.
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("shape", [(6, 5, 4, 3, 4), (12, 17, 9, 7, 5), (7, 256, 28, 28, 81)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_cuda_loss_and_gradients_match_reference(shape, dtype):
+    f, w, cls, b, a, t, v = make(*shape, dtype=dtype, seed=sum(shape))
+    v[0] = True
+    inputs = [x.cuda().requires_grad_() for x in (f, w, b, a)]
+    loss = mk.per_class_mask_loss(inputs[0], inputs[1], cls.cuda(), t.cuda(), inputs[2], inputs[3], v.cuda())
+    loss.backward()
+    expected_inputs = [x.double().requires_grad_() for x in (f, w, b, a)]
+    expected = ref.per_class_mask_loss(
+        expected_inputs[0], expected_inputs[1], cls, t.double(), expected_inputs[2], expected_inputs[3], v
+    )
+    expected.backward()
+    torch.testing.assert_close(loss.cpu().double(), expected.detach(), **TOL[dtype])
+    tol = TOL[dtype] if dtype != torch.bfloat16 else dict(atol=5e-2, rtol=5e-2)
+    for x, y in zip(inputs, expected_inputs):
+        torch.testing.assert_close(x.grad.cpu().double(), y.grad, **tol)
+
+
+@pytest.mark.needs_cuda
+def test_cuda_bad_target_values():
+    f, w, cls, b, a, t, v = to_device(make(3, 4, 5, 5, 3, seed=8), "cuda")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        mk.per_class_mask_loss(f, w, cls, t + 1.5, b, a, v)

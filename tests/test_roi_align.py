@@ -1,5 +1,6 @@
-"""maskx_kernels.roi_align on the CPU: reference and torchvision agreement, gradients,
-opcheck, torch.compile and bad input."""
+"""maskx_kernels.roi_align: the CPU kernel against the reference and torchvision
+(gradients, opcheck, torch.compile and bad input too), then the CUDA kernel against the
+CPU one and torchvision, atomic and deterministic."""
 import itertools
 
 import pytest
@@ -7,8 +8,9 @@ import torch
 import torchvision
 
 import maskx_kernels as mk
+from conftest import deterministic_algorithms
 from maskx_kernels.reference import roi_align as ref
-from roi_inputs import random_features, random_rois
+from roi_inputs import cuda_copy, random_features, random_rois, uniform_rois
 
 TOLERANCE = {
     torch.float64: dict(rtol=1e-9, atol=1e-10),
@@ -266,3 +268,148 @@ class TestBadInput:
         for call, message in cases:
             with pytest.raises(ValueError, match=message):
                 call()
+
+
+# CUDA: the kernels against the CPU ones in float64 (and torchvision), forward and backward,
+# with torch's deterministic algorithms off (atomic sums) and on.
+CUDA_TOLERANCE = {torch.float64: 1e-10, torch.float32: 2e-5, torch.float16: 5e-3, torch.bfloat16: 4e-2}
+LAYOUTS = ["nchw", "channels_last", "strided"]
+
+
+def cpu_roi_align(x, rois, *args):
+    """The CPU kernel in float64 on the (rounded) values of x and rois."""
+    return torch.ops.maskx.roi_align(x.detach().cpu().double(), rois.cpu().double(), *args)
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_cuda_forward_matches_cpu(dtype, layout):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 13, 11, generator=g, dtype=torch.float64).to(dtype)
+    rois = uniform_rois(17, 2, 13, 11, 0.5, generator=g).to(dtype)
+    for ratio, aligned in [(0, False), (2, True), (1, False), (3, True)]:
+        args = (0.5, 3, 4, ratio, aligned)
+        out = torch.ops.maskx.roi_align(cuda_copy(x, layout), rois.cuda(), *args)
+        assert out.dtype == dtype and out.is_contiguous()
+        tol = CUDA_TOLERANCE[dtype]
+        torch.testing.assert_close(out.cpu().double(), cpu_roi_align(x, rois, *args), rtol=tol, atol=tol)
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("ratio", [0, 2])
+def test_cuda_forward_matches_torchvision(aligned, ratio):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 8, 25, 31, generator=g).cuda()
+    rois = uniform_rois(40, 2, 25, 31, 0.25, generator=g).float().cuda()
+    ours = mk.roi_align(x, rois, (7, 7), 0.25, ratio, aligned)
+    theirs = torchvision.ops.roi_align(x, rois, (7, 7), 0.25, ratio, aligned)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+def test_cuda_backward_matches_cpu(deterministic, dtype):
+    g = torch.Generator().manual_seed(2)
+    rois = uniform_rois(23, 2, 9, 12, 0.5, generator=g).to(dtype)
+    grad = torch.randn(23, 4, 3, 2, generator=g, dtype=torch.float64).to(dtype)
+    for ratio, aligned in [(0, False), (2, True)]:
+        args = (0.5, 3, 2, 2, 4, 9, 12, ratio, aligned)
+        out = torch.ops.maskx._roi_align_backward(grad.cuda(), rois.cuda(), *args)
+        expected = torch.ops.maskx._roi_align_backward(grad.double(), rois.double(), *args)
+        assert out.dtype == dtype and out.shape == (2, 4, 9, 12)
+        tol = CUDA_TOLERANCE[dtype]
+        torch.testing.assert_close(out.cpu().double(), expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.needs_cuda
+def test_cuda_deterministic_backward_is_reproducible_and_matches_atomic():
+    g = torch.Generator().manual_seed(3)
+    # Many overlapping RoIs on a small map: atomics collide on every pixel.
+    rois = uniform_rois(300, 2, 20, 24, 1.0, generator=g).float().cuda()
+    grad = torch.randn(300, 16, 7, 7, generator=g).cuda()
+    args = (1.0, 7, 7, 2, 16, 20, 24, 0, True)
+    with deterministic_algorithms(True):
+        first = torch.ops.maskx._roi_align_backward(grad, rois, *args)
+        second = torch.ops.maskx._roi_align_backward(grad, rois, *args)
+    with deterministic_algorithms(False):
+        atomic = torch.ops.maskx._roi_align_backward(grad, rois, *args)
+    assert torch.equal(first, second)
+    torch.testing.assert_close(first, atomic, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.needs_cuda
+def test_cuda_empty(deterministic):
+    x = torch.randn(2, 3, 5, 6, device="cuda")
+    out = torch.ops.maskx.roi_align(x, torch.empty(0, 5, device="cuda"), 1.0, 2, 2, 2, False)
+    assert out.shape == (0, 3, 2, 2)
+    grad = torch.ops.maskx._roi_align_backward(
+        torch.empty(0, 3, 2, 2, device="cuda"), torch.empty(0, 5, device="cuda"), 1.0, 2, 2, 2, 3, 5, 6, 2, False
+    )
+    assert grad.shape == (2, 3, 5, 6) and bool((grad == 0).all())
+
+
+@pytest.mark.needs_cuda
+def test_cuda_gradcheck(deterministic):
+    # Atomic float64 sums may differ in the last bits between two backward passes.
+    tol = 0.0 if deterministic else 1e-12
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 2, 6, 7, generator=g, dtype=torch.float64).cuda().requires_grad_()
+    rois = uniform_rois(5, 2, 6, 7, 1.0, generator=g).cuda()
+    for output_size, ratio, aligned in [((2, 3), 2, True), ((3, 2), 0, False)]:
+        assert torch.autograd.gradcheck(
+            lambda t: mk.roi_align(t, rois, output_size, 1.0, ratio, aligned), (x,), nondet_tol=tol
+        )
+
+
+@pytest.mark.needs_cuda
+def test_cuda_opcheck():
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(2, 3, 7, 6, generator=g).cuda().requires_grad_()
+    rois = uniform_rois(4, 2, 7, 6, 1.0, generator=g).float().cuda()
+    torch.library.opcheck(torch.ops.maskx.roi_align.default, (x, rois, 1.0, 2, 2, 2, True))
+    grad = torch.randn(4, 3, 2, 2, generator=g).cuda()
+    torch.library.opcheck(torch.ops.maskx._roi_align_backward.default, (grad, rois, 1.0, 2, 2, 2, 3, 7, 6, 0, False))
+
+
+@pytest.mark.needs_cuda
+def test_cuda_compile():
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(1, 4, 9, 9, generator=g).cuda()
+    rois = uniform_rois(5, 1, 9, 9, 1.0, generator=g).float().cuda()
+
+    def pool(t):
+        return mk.roi_align(t, rois, 3, 1.0, 2, True)
+
+    compiled = torch.compile(pool, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x), pool(x))
+
+
+# One case per check, so that a failure (or a crash) names the check it came from.
+CUDA_BAD_CALLS = {
+    "devices differ": (lambda x, rois: mk.roi_align(x, rois.cpu(), 2), "one device"),
+    "batch index": (
+        lambda x, rois: mk.roi_align(x, torch.tensor([[2.0, 0.5, 0.5, 3.0, 3.5]], device="cuda"), 2),
+        "batch index",
+    ),
+    "native: rois device": (lambda x, rois: torch.ops.maskx.roi_align(x, rois.cpu(), 1.0, 2, 2, 2, False), "rois are on"),
+    "native: grad shape": (
+        lambda x, rois: torch.ops.maskx._roi_align_backward(
+            torch.randn(1, 3, 2, 3, device="cuda"), rois, 1.0, 2, 2, 2, 3, 5, 5, 2, False
+        ),
+        "grad has shape",
+    ),
+    "native: output size": (lambda x, rois: torch.ops.maskx.roi_align(x, rois, 1.0, 0, 2, 2, False), "output size"),
+    "native: scale": (lambda x, rois: torch.ops.maskx.roi_align(x, rois, -1.0, 2, 2, 2, False), "spatial_scale"),
+}
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("case", list(CUDA_BAD_CALLS))
+def test_cuda_bad_inputs(case):
+    call, match = CUDA_BAD_CALLS[case]
+    x = torch.randn(2, 3, 5, 5, device="cuda")
+    rois = torch.tensor([[0.0, 0.5, 0.5, 3.0, 3.5]], device="cuda")
+    with pytest.raises(ValueError, match=match):
+        call(x, rois)

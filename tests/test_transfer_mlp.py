@@ -1,9 +1,10 @@
 """maskx_kernels.transfer_mlp and detection_embedding against an explicit F.linear /
-F.leaky_relu chain (maskx_kernels.reference.transfer_mlp)."""
+F.leaky_relu chain (maskx_kernels.reference.transfer_mlp), on the CPU and the CUDA device."""
 import pytest
 import torch
 
 import maskx_kernels as mk
+from conftest import cpu_and_cuda
 from maskx_kernels.reference import transfer_mlp as ref
 
 TOL = {
@@ -72,13 +73,15 @@ def test_backward_matches_reference_and_skips_x():
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
 
 
-def test_opcheck():
+@pytest.mark.parametrize("device", cpu_and_cuda())
+def test_opcheck(device):
     for widths in [(6, 4), (9, 5, 3), (5, 4, 3, 2)]:
         x, weights, biases = make_mlp(widths, seed=3)
+        x, weights, biases = x.to(device), [w.to(device) for w in weights], [b.to(device) for b in biases]
         for requires_grad in (False, True):
             args = (x.clone().requires_grad_(requires_grad), [w.clone().requires_grad_() for w in weights], [b.clone() for b in biases], 0.1)
             torch.library.opcheck(torch.ops.maskx.transfer_mlp.default, args)
-        grad = torch.randn(x.shape[0], widths[-1])
+        grad = torch.randn(x.shape[0], widths[-1], device=device)
         _, hidden = torch.ops.maskx.transfer_mlp(x, weights, biases, 0.1)
         torch.library.opcheck(torch.ops.maskx._transfer_mlp_backward.default, (grad, x, hidden, weights, 0.1))
 
@@ -191,3 +194,43 @@ def test_stop_gradient(kind):
 def test_detection_embedding_bad_inputs(args, match):
     with pytest.raises(ValueError, match=match):
         mk.detection_embedding(*args)
+
+
+# CUDA: forward and backward against the float64 reference up to a real head's size.
+def make_kink_free_mlp(widths, dtype=torch.float32, classes=13, seed=0):
+    """Inputs and parameters on the CUDA device. Biases of magnitude 1 to 2 and either sign
+    dominate the weighted sums (about 0.1), so that no pre-activation lies within rounding
+    of LeakyReLU's kink, where the float32 result and the float64 reference may take
+    different slopes."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(classes, widths[0], generator=g, dtype=torch.float64).to(dtype)
+    weights = [
+        (torch.randn(o, i, generator=g, dtype=torch.float64) * 0.1 / i**0.5).to(dtype)
+        for i, o in zip(widths[:-1], widths[1:])
+    ]
+    biases = [
+        (torch.randn(w.shape[0], generator=g, dtype=torch.float64).sign() * (1 + torch.rand(w.shape[0], generator=g))).to(dtype)
+        for w in weights
+    ]
+    return x.cuda(), [w.cuda() for w in weights], [b.cuda() for b in biases]
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("widths", [(7, 5), (40, 24, 19), (33, 16, 17, 9), (5120, 256, 256), (5120, 1024, 256)])
+@pytest.mark.parametrize("classes", [1, 81, 3002])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_matches_reference(widths, classes, dtype):
+    x, weights, biases = make_kink_free_mlp(widths, dtype, classes, seed=classes)
+    params = [p.requires_grad_() for p in weights + biases]
+    out = mk.transfer_mlp(x, weights, biases, 0.1)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    expected_params = [p.detach().cpu().double().requires_grad_() for p in params]
+    n = len(weights)
+    expected = ref.transfer_mlp(x.cpu().double(), expected_params[:n], expected_params[n:], 0.1)
+    expected.backward(grad.cpu().double())
+    # float32 matrix products follow torch.backends.cuda.matmul.allow_tf32 (off by default).
+    tol = dict(atol=2e-3, rtol=2e-3) if dtype == torch.float32 else TOL[dtype]
+    torch.testing.assert_close(out.detach().cpu().double(), expected.detach(), **tol)
+    for p, e in zip(params, expected_params):
+        torch.testing.assert_close(p.grad.cpu().double(), e.grad, **tol)
