@@ -18,9 +18,9 @@ ROUNDS = 20
 
 
 def triton_paste(masks, boxes, threshold):
-    from maskx_kernels.triton.paste_masks import paste_masks_triton
+    from maskx_kernels.triton.paste_masks import paste_masks_forward
 
-    return paste_masks_triton(masks, boxes, IMAGE, threshold=threshold)
+    return paste_masks_forward(masks, boxes, IMAGE, threshold=threshold)
 
 
 def torchvision_rle(masks, boxes):

@@ -1,7 +1,7 @@
 """Weight transfer function T on a GPU (cls+box embeddings, 2 layers, hidden 256,
 LeakyReLU 0.1; C = 81 and 3002): maskx.transfer_mlp (cuBLAS products, one dispatch) vs
 the eager chain of F.linear / F.leaky_relu, forward and forward+backward, and the
-single-launch Triton kernel (forward only: it has no autograd of its own); the cases
+single-launch Triton kernel (forward only: its backward is the native op's); the cases
 of bench_transfer_mlp.py, on the device. Skipped without a CUDA device."""
 import pytest
 import torch
@@ -14,9 +14,9 @@ ROUNDS = 50
 
 
 def triton_transfer_mlp(x, weights, biases, negative_slope):
-    from maskx_kernels.triton.transfer_mlp import transfer_mlp_triton
+    from maskx_kernels.triton.transfer_mlp import transfer_mlp_forward
 
-    return transfer_mlp_triton(x, weights, biases, negative_slope)
+    return transfer_mlp_forward(x, weights, biases, negative_slope)
 
 
 FORWARD_IMPLS = {**IMPLS, "maskx-triton": triton_transfer_mlp}

@@ -12,9 +12,9 @@ pytestmark = pytest.mark.triton
 
 @pytest.fixture(scope="module")
 def triton_nms():
-    from maskx_kernels.triton.nms import nms
+    from maskx_kernels.triton.nms import nms_forward
 
-    return nms
+    return nms_forward
 
 
 @pytest.mark.parametrize("n", [1, 5, 64, 65, 200])

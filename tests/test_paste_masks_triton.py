@@ -7,7 +7,7 @@ import torch
 import maskx_kernels as mk
 from conftest import TRITON_DEVICE as DEVICE
 from maskx_kernels.reference import paste_masks as ref
-from maskx_kernels.triton.paste_masks import paste_masks_triton
+from maskx_kernels.triton.paste_masks import paste_masks_forward
 from test_paste_masks import random_boxes, random_masks
 
 pytestmark = pytest.mark.triton
@@ -30,8 +30,8 @@ def test_matches_reference(case, dtype):
     masks = random_masks(n, m, seed=n, dtype=dtype)
     boxes = random_boxes(n, height, width, seed=n, dtype=dtype, min_side=lo, max_side=hi)
     expected = ref.paste_masks(masks, boxes, (height, width), None)
-    probs = paste_masks_triton(masks.to(DEVICE), boxes.to(DEVICE), (height, width), threshold=None)
-    binary = paste_masks_triton(masks.to(DEVICE), boxes.to(DEVICE), (height, width))
+    probs = paste_masks_forward(masks.to(DEVICE), boxes.to(DEVICE), (height, width), threshold=None)
+    binary = paste_masks_forward(masks.to(DEVICE), boxes.to(DEVICE), (height, width))
     assert probs.dtype == dtype and binary.dtype == torch.bool
     assert_close_pixels(probs.cpu(), binary.cpu(), expected)
     native = mk.paste_masks(masks, boxes, (height, width), threshold=None)
@@ -41,17 +41,17 @@ def test_matches_reference(case, dtype):
 def test_outside_boxes_empty_and_4d():
     masks = torch.ones(3, 1, 8, 8, device=DEVICE)
     boxes = torch.tensor([[-30.0, 2.0, -10.0, 9.0], [50.0, 50.0, 60.0, 60.0], [-5.0, -5.0, 6.0, 4.0]], device=DEVICE)
-    out = paste_masks_triton(masks, boxes, (12, 16))
+    out = paste_masks_forward(masks, boxes, (12, 16))
     assert out.shape == (3, 1, 12, 16)
     assert torch.equal(out.cpu(), mk.paste_masks(masks.cpu(), boxes.cpu(), (12, 16)))
     assert not bool(out[:2].any()) and bool(out[2].any())
-    assert paste_masks_triton(masks[:0], boxes[:0], (12, 16)).shape == (0, 1, 12, 16)
-    assert paste_masks_triton(masks, boxes, (0, 16)).shape == (3, 1, 0, 16)
+    assert paste_masks_forward(masks[:0], boxes[:0], (12, 16)).shape == (0, 1, 12, 16)
+    assert paste_masks_forward(masks, boxes, (0, 16)).shape == (3, 1, 0, 16)
 
 
 def test_bad_input():
     with pytest.raises(ValueError, match="one box per mask"):
-        paste_masks_triton(torch.rand(2, 8, 8, device=DEVICE), torch.rand(3, 4, device=DEVICE), (10, 10))
+        paste_masks_forward(torch.rand(2, 8, 8, device=DEVICE), torch.rand(3, 4, device=DEVICE), (10, 10))
     with pytest.raises(ValueError, match="needs finite coordinates"):
-        paste_masks_triton(torch.rand(1, 8, 8, device=DEVICE), torch.tensor([[0.0, 0, float("nan"), 3]],
-                                                                                device=DEVICE), (10, 10))
+        paste_masks_forward(torch.rand(1, 8, 8, device=DEVICE), torch.tensor([[0.0, 0, float("nan"), 3]],
+                                                                                 device=DEVICE), (10, 10))

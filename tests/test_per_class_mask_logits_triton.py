@@ -7,12 +7,12 @@ import maskx_kernels  # noqa: F401  (registers the native ops compared against)
 from conftest import TRITON_DEVICE as DEVICE
 from maskx_kernels.reference import mask_logits as ref
 from maskx_kernels.triton.per_class_mask_logits import (
-    per_class_mask_logits_backward_triton,
-    per_class_mask_logits_triton,
+    per_class_mask_logits_backward,
+    per_class_mask_logits_forward,
 )
 from maskx_kernels.triton.per_class_mask_loss import (
-    per_class_mask_loss_backward_triton,
-    per_class_mask_loss_triton,
+    per_class_mask_loss_backward,
+    per_class_mask_loss_forward,
 )
 
 pytestmark = pytest.mark.triton
@@ -39,10 +39,10 @@ def make(r, k, h, w, c, dtype=torch.float32, seed=0):
 def test_logits(shape, sigmoid, dtype):
     a = make(*shape, dtype=dtype, seed=sum(shape))
     args = (a["features"], a["class_weights"], a["classes"], a["class_bias"], a["agnostic_logits"])
-    out = per_class_mask_logits_triton(*args, sigmoid=sigmoid)
+    out = per_class_mask_logits_forward(*args, sigmoid=sigmoid)
     torch.testing.assert_close(out, ref.per_class_mask_logits(*args, sigmoid=sigmoid), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(
-        per_class_mask_logits_triton(a["features"], a["class_weights"], a["classes"]),
+        per_class_mask_logits_forward(a["features"], a["class_weights"], a["classes"]),
         ref.per_class_mask_logits(a["features"], a["class_weights"], a["classes"]),
         atol=1e-5,
         rtol=1e-5,
@@ -55,7 +55,7 @@ def test_logits_backward(shape):
     grad = torch.randn(shape[0], shape[2], shape[3], device=DEVICE)
     inputs = [a[n].clone().requires_grad_() for n in ("features", "class_weights", "class_bias")]
     ref.per_class_mask_logits(inputs[0], inputs[1], a["classes"], inputs[2]).backward(grad)
-    got = per_class_mask_logits_backward_triton(grad, a["features"], a["class_weights"], a["classes"])
+    got = per_class_mask_logits_backward(grad, a["features"], a["class_weights"], a["classes"])
     for g, x in zip(got, inputs):
         torch.testing.assert_close(g, x.grad, atol=1e-5, rtol=1e-5)
 
@@ -69,8 +69,8 @@ def test_loss_and_backward(with_valid):
     expected = ref.per_class_mask_loss(inputs[0], inputs[1], a["classes"], a["targets"], inputs[2], inputs[3], valid)
     (2 * expected).backward()
     args = (a["features"], a["class_weights"], a["classes"], a["targets"], a["class_bias"], a["agnostic_logits"], valid)
-    torch.testing.assert_close(per_class_mask_loss_triton(*args), expected.detach(), atol=1e-6, rtol=1e-5)
-    grads = per_class_mask_loss_backward_triton(torch.tensor(2.0, device=DEVICE), *args)
+    torch.testing.assert_close(per_class_mask_loss_forward(*args), expected.detach(), atol=1e-6, rtol=1e-5)
+    grads = per_class_mask_loss_backward(torch.tensor(2.0, device=DEVICE), *args)
     for g, x in zip(grads, inputs):
         torch.testing.assert_close(g, x.grad, atol=1e-6, rtol=1e-5)
 
@@ -79,6 +79,6 @@ def test_loss_without_valid_rois():
     a = make(3, 4, 3, 3, 2, seed=3)
     none = torch.zeros(3, dtype=torch.bool, device=DEVICE)
     args = (a["features"], a["class_weights"], a["classes"], a["targets"], None, None, none)
-    assert per_class_mask_loss_triton(*args).item() == 0.0
-    for g in per_class_mask_loss_backward_triton(torch.tensor(1.0, device=DEVICE), *args):
+    assert per_class_mask_loss_forward(*args).item() == 0.0
+    for g in per_class_mask_loss_backward(torch.tensor(1.0, device=DEVICE), *args):
         assert torch.equal(g, torch.zeros_like(g))

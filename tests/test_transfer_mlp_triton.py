@@ -6,7 +6,7 @@ import torch
 import maskx_kernels  # noqa: F401  (registers the native ops compared against)
 from conftest import TRITON_DEVICE as DEVICE
 from maskx_kernels.reference import transfer_mlp as ref_mlp
-from maskx_kernels.triton.transfer_mlp import fits_on_chip, transfer_mlp_triton
+from maskx_kernels.triton.transfer_mlp import fits_on_chip, transfer_mlp_forward
 
 pytestmark = pytest.mark.triton
 
@@ -30,12 +30,12 @@ DTYPES = [torch.float32, torch.float64] if DEVICE == "cpu" else [torch.float32]
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_transfer_mlp(widths, classes, dtype):
     x, weights, biases = make_mlp(widths, classes, dtype, seed=len(widths))
-    out = transfer_mlp_triton(x, weights, biases, 0.1)
+    out = transfer_mlp_forward(x, weights, biases, 0.1)
     expected = ref_mlp.transfer_mlp(x, weights, biases, 0.1)
     torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
     native, native_hidden = torch.ops.maskx.transfer_mlp(x.cpu(), [w.cpu() for w in weights], [b.cpu() for b in biases], 0.1)
     torch.testing.assert_close(out, native.to(DEVICE), atol=1e-4, rtol=1e-4)
-    out_again, hidden = transfer_mlp_triton(x, weights, biases, 0.1, return_hidden=True)
+    out_again, hidden = transfer_mlp_forward(x, weights, biases, 0.1, return_hidden=True)
     assert torch.equal(out_again, out) and len(hidden) == len(native_hidden)
     for h, expected in zip(hidden, native_hidden):
         torch.testing.assert_close(h, expected.to(DEVICE), atol=1e-4, rtol=1e-4)
@@ -45,7 +45,7 @@ def test_transfer_mlp_rejects_wide_hidden_layers():
     x, weights, biases = make_mlp((8, 300, 4), 3)
     assert not fits_on_chip(weights)
     with pytest.raises(ValueError, match="hidden"):
-        transfer_mlp_triton(x, weights, biases)
+        transfer_mlp_forward(x, weights, biases)
 
 
 def test_first_layer_is_split_to_fill_the_device():

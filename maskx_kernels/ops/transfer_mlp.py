@@ -6,7 +6,7 @@ as torch.ops.maskx.transfer_mlp (schema in csrc/ops/transfer_mlp.cpp); on CUDA:
 csrc/ops/cuda/transfer_mlp_kernel.cpp (cuBLAS products). Both run the layer loop of
 csrc/ops/transfer_mlp_layers.cpp. Autograd is in C++
 (csrc/ops/autograd/transfer_mlp_autograd.cpp). The single-launch Triton version is
-maskx_kernels.triton.transfer_mlp.transfer_mlp_triton.
+maskx_kernels.triton.transfer_mlp.transfer_mlp.
 """
 from collections.abc import Sequence
 

@@ -1,12 +1,13 @@
 """Triton NMS: the IoU-mask kernel and a launcher that completes greedy NMS from the mask.
 
-The launcher sorts the boxes by decreasing score (stable: ties lower index first), then
-_nms_iou_mask_kernel fills a [N, ceil(N / 64)] int64 matrix whose bit k of word (i, c)
-says that box i suppresses box 64 c + k: a later box of the same class whose IoU with box
-i is above the threshold (the rule of csrc/ops/nms_common.h, areas precomputed so that
-the only fusable product is the intersection). _nms_keep_kernel then runs the greedy pass
-in one program, holding the removed set in registers. Results equal maskx_kernels.nms
-and batched_nms; on a GPU the compiler may fuse the intersection product into the union's
+The launcher, nms_forward (NMS has no gradient, so no backward), sorts the boxes by
+decreasing score (stable: ties lower index first), then _nms_forward_iou_mask_kernel
+fills a [N, ceil(N / 64)] int64 matrix whose bit k of word (i, c) says that box i
+suppresses box 64 c + k: a later box of the same class whose IoU with box i is above the
+threshold (the rule of csrc/ops/nms_common.h, areas precomputed so that the only fusable
+product is the intersection). _nms_forward_keep_kernel then runs the greedy pass in one
+program, holding the removed set in registers. Results equal maskx_kernels.nms and
+batched_nms; on a GPU the compiler may fuse the intersection product into the union's
 subtraction, which can move an IoU within one rounding of the threshold across it.
 """
 
@@ -19,12 +20,13 @@ from torch import Tensor
 from maskx_kernels._validation import check
 from maskx_kernels.ops.batched_nms import check_idxs
 from maskx_kernels.ops.nms import check_boxes_scores, check_threshold
+from maskx_kernels.triton._utils import accumulator_dtype, on_device
 
 TILE = 64  # boxes per mask word
 
 
 @triton.jit
-def _nms_iou_mask_kernel(
+def _nms_forward_iou_mask_kernel(
     boxes_ptr, areas_ptr, classes_ptr, threshold_ptr, mask_ptr, n, col_blocks, TILE: tl.constexpr
 ):
     row_block = tl.program_id(0)
@@ -62,7 +64,7 @@ def _nms_iou_mask_kernel(
 
 
 @triton.jit
-def _nms_keep_kernel(mask_ptr, keep_ptr, n, col_blocks, WORDS: tl.constexpr):
+def _nms_forward_keep_kernel(mask_ptr, keep_ptr, n, col_blocks, WORDS: tl.constexpr):
     word_ids = tl.arange(0, WORDS)
     in_range = word_ids < col_blocks
     removed = tl.zeros([WORDS], dtype=tl.int64)
@@ -85,9 +87,34 @@ def _compute_threshold(threshold: float, dtype: torch.dtype) -> float:
     return float(t)
 
 
-def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, idxs: Tensor | None = None) -> Tensor:
-    """Greedy NMS with the Triton IoU-mask kernel: the results of maskx_kernels.nms, or of
-    maskx_kernels.batched_nms when the class ids ``idxs`` are given."""
+def _launch_forward(boxes: Tensor, scores: Tensor, iou_threshold: float, idxs: Tensor | None) -> Tensor:
+    """The kernels on arguments the caller has checked (at least one box)."""
+    with on_device(boxes):
+        n = boxes.shape[0]
+        compute = accumulator_dtype(boxes.dtype)
+        order = torch.sort(scores.to(compute), descending=True, stable=True).indices
+        sorted_boxes = boxes.to(compute)[order].contiguous()
+        x1, y1, x2, y2 = sorted_boxes.unbind(1)
+        areas = ((x2 - x1) * (y2 - y1)).contiguous()
+        if idxs is None:
+            classes = torch.zeros(n, dtype=torch.long, device=boxes.device)
+        else:
+            classes = idxs.to(torch.long)[order].contiguous()
+        threshold = torch.tensor([_compute_threshold(iou_threshold, compute)], dtype=compute, device=boxes.device)
+        col_blocks = triton.cdiv(n, TILE)
+        mask = torch.empty((n, col_blocks), dtype=torch.long, device=boxes.device)
+        _nms_forward_iou_mask_kernel[(col_blocks, col_blocks)](
+            sorted_boxes, areas, classes, threshold, mask, n, col_blocks, TILE=TILE
+        )
+        keep = torch.zeros(n, dtype=torch.bool, device=boxes.device)
+        _nms_forward_keep_kernel[(1,)](mask, keep, n, col_blocks, WORDS=triton.next_power_of_2(col_blocks))
+        return order[keep]
+
+
+def nms_forward(boxes: Tensor, scores: Tensor, iou_threshold: float, idxs: Tensor | None = None) -> Tensor:
+    """The forward launcher (NMS has no gradient): greedy NMS with the Triton IoU-mask
+    kernel, the results of maskx_kernels.nms, or of maskx_kernels.batched_nms when the
+    class ids ``idxs`` are given."""
     op = "nms" if idxs is None else "batched_nms"
     check_boxes_scores(op, boxes, scores)
     if idxs is not None:
@@ -98,21 +125,4 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, idxs: Tensor | None
     n = boxes.shape[0]
     if n == 0:
         return torch.empty(0, dtype=torch.long, device=boxes.device)
-    compute = torch.float64 if boxes.dtype == torch.float64 else torch.float32
-    order = torch.sort(scores.to(compute), descending=True, stable=True).indices
-    sorted_boxes = boxes.to(compute)[order].contiguous()
-    x1, y1, x2, y2 = sorted_boxes.unbind(1)
-    areas = ((x2 - x1) * (y2 - y1)).contiguous()
-    if idxs is None:
-        classes = torch.zeros(n, dtype=torch.long, device=boxes.device)
-    else:
-        classes = idxs.to(torch.long)[order].contiguous()
-    threshold = torch.tensor([_compute_threshold(iou_threshold, compute)], dtype=compute, device=boxes.device)
-    col_blocks = triton.cdiv(n, TILE)
-    mask = torch.empty((n, col_blocks), dtype=torch.long, device=boxes.device)
-    _nms_iou_mask_kernel[(col_blocks, col_blocks)](
-        sorted_boxes, areas, classes, threshold, mask, n, col_blocks, TILE=TILE
-    )
-    keep = torch.zeros(n, dtype=torch.bool, device=boxes.device)
-    _nms_keep_kernel[(1,)](mask, keep, n, col_blocks, WORDS=triton.next_power_of_2(col_blocks))
-    return order[keep]
+    return _launch_forward(boxes, scores, iou_threshold, idxs)

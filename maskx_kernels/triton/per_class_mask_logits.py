@@ -5,6 +5,12 @@ row, bias, class-agnostic logits and sigmoid fused. Backward: one program per (R
 block of channels) writes the features' gradient and that RoI's partial weight and bias
 gradients in one pass over the features; a second kernel sums the partials over the
 RoIs of each class in RoI order. Deterministic, no atomics.
+
+per_class_mask_logits_forward / per_class_mask_logits_backward are the launchers (the
+arguments and results of torch.ops.maskx.per_class_mask_logits / _per_class_mask_logits_backward);
+per_class_mask_logits is differentiable, through the custom op
+torch.ops.maskx_triton.per_class_mask_logits, whose autograd mirrors the native one
+(csrc/ops/autograd/per_class_mask_logits_autograd.cpp).
 """
 
 import torch
@@ -12,12 +18,12 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from maskx_kernels._validation import check
+from maskx_kernels.ops.per_class_mask_logits import check_class_values, check_like_features, check_mask_logits_args
+from maskx_kernels.triton._utils import accumulator_dtype, on_device, tl_accumulator_dtype
+
 BLOCK_K = 32
 BLOCK_P = 64
-
-
-def accumulator_dtype(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
 
 
 @triton.jit
@@ -40,9 +46,11 @@ def roi_logits(f_ptr, w_ptr, bias_ptr, agnostic_ptr, r, c, p, pmask, K, P,
 
 
 @triton.jit
-def _logits_kernel(f_ptr, w_ptr, cls_ptr, bias_ptr, agnostic_ptr, out_ptr, K, P,
-                   HAS_BIAS: tl.constexpr, HAS_AGNOSTIC: tl.constexpr, SIGMOID: tl.constexpr, ACC: tl.constexpr,
-                   BLOCK_K: tl.constexpr, BLOCK_P: tl.constexpr):
+def _per_class_mask_logits_forward_kernel(
+    f_ptr, w_ptr, cls_ptr, bias_ptr, agnostic_ptr, out_ptr, K, P,
+    HAS_BIAS: tl.constexpr, HAS_AGNOSTIC: tl.constexpr, SIGMOID: tl.constexpr, ACC: tl.constexpr,
+    BLOCK_K: tl.constexpr, BLOCK_P: tl.constexpr,
+):
     r = tl.program_id(0).to(tl.int64)
     p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
     pmask = p < P
@@ -54,8 +62,10 @@ def _logits_kernel(f_ptr, w_ptr, cls_ptr, bias_ptr, agnostic_ptr, out_ptr, K, P,
 
 
 @triton.jit
-def _logits_backward_kernel(g_ptr, f_ptr, w_ptr, cls_ptr, grad_f_ptr, partial_ptr, K, P,
-                            ACC: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_P: tl.constexpr):
+def _per_class_mask_logits_backward_kernel(
+    g_ptr, f_ptr, w_ptr, cls_ptr, grad_f_ptr, partial_ptr, K, P,
+    ACC: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_P: tl.constexpr,
+):
     r = tl.program_id(0).to(tl.int64)
     kb = tl.program_id(1)
     k = kb * BLOCK_K + tl.arange(0, BLOCK_K)
@@ -81,7 +91,11 @@ def _logits_backward_kernel(g_ptr, f_ptr, w_ptr, cls_ptr, grad_f_ptr, partial_pt
 
 
 @triton.jit
-def _sum_by_class_kernel(partial_ptr, order_ptr, offsets_ptr, out_ptr, N, ACC: tl.constexpr, BLOCK_N: tl.constexpr):
+def _per_class_mask_logits_backward_class_sum_kernel(
+    partial_ptr, order_ptr, offsets_ptr, out_ptr, N, ACC: tl.constexpr, BLOCK_N: tl.constexpr
+):
+    """out[c] = the sum of partial[r] over the RoIs r of class c (order[offsets[c],
+    offsets[c + 1])), in RoI order."""
     c = tl.program_id(0).to(tl.int64)
     n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     nmask = n < N
@@ -94,15 +108,8 @@ def _sum_by_class_kernel(partial_ptr, order_ptr, offsets_ptr, out_ptr, N, ACC: t
     tl.store(out_ptr + c * N + n, acc, mask=nmask)
 
 
-def per_class_mask_logits_triton(
-    features: Tensor,
-    class_weights: Tensor,
-    classes: Tensor,
-    class_bias: Tensor | None = None,
-    agnostic_logits: Tensor | None = None,
-    sigmoid: bool = False,
-) -> Tensor:
-    """per_class_mask_logits (see maskx_kernels.per_class_mask_logits) in one launch."""
+def _launch_forward(features, class_weights, classes, class_bias, agnostic_logits, sigmoid):
+    """The forward kernel on arguments the caller has checked."""
     r, k, h, w = features.shape
     p = h * w
     f = features.contiguous()
@@ -111,15 +118,16 @@ def per_class_mask_logits_triton(
         return out
     bias = class_bias.contiguous() if class_bias is not None else f
     agnostic = agnostic_logits.contiguous() if agnostic_logits is not None else f
-    _logits_kernel[(r, triton.cdiv(p, BLOCK_P))](
-        f, class_weights.contiguous(), classes.contiguous(), bias, agnostic, out, k, p,
-        HAS_BIAS=class_bias is not None, HAS_AGNOSTIC=agnostic_logits is not None, SIGMOID=sigmoid,
-        ACC=accumulator_dtype(features.dtype), BLOCK_K=BLOCK_K, BLOCK_P=BLOCK_P,
-    )
+    with on_device(features):
+        _per_class_mask_logits_forward_kernel[(r, triton.cdiv(p, BLOCK_P))](
+            f, class_weights.contiguous(), classes.contiguous(), bias, agnostic, out, k, p,
+            HAS_BIAS=class_bias is not None, HAS_AGNOSTIC=agnostic_logits is not None, SIGMOID=sigmoid,
+            ACC=tl_accumulator_dtype(features.dtype), BLOCK_K=BLOCK_K, BLOCK_P=BLOCK_P,
+        )
     return out
 
 
-def sum_by_class(partial: Tensor, classes: Tensor, num_classes: int) -> Tensor:
+def _sum_by_class(partial: Tensor, classes: Tensor, num_classes: int) -> Tensor:
     """out[c] = sum of partial[r] over the RoIs r of class c, in RoI order: [C, N]."""
     order = torch.argsort(classes, stable=True)
     offsets = torch.searchsorted(classes[order], torch.arange(num_classes + 1, device=classes.device))
@@ -128,29 +136,143 @@ def sum_by_class(partial: Tensor, classes: Tensor, num_classes: int) -> Tensor:
     if out.numel() == 0:
         return out
     block_n = 64
-    _sum_by_class_kernel[(num_classes, triton.cdiv(n, block_n))](
-        partial, order, offsets, out, n, ACC=accumulator_dtype(partial.dtype), BLOCK_N=block_n
+    _per_class_mask_logits_backward_class_sum_kernel[(num_classes, triton.cdiv(n, block_n))](
+        partial, order, offsets, out, n, ACC=tl_accumulator_dtype(partial.dtype), BLOCK_N=block_n
     )
     return out
 
 
-def per_class_mask_logits_backward_triton(
-    grad: Tensor, features: Tensor, class_weights: Tensor, classes: Tensor
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Gradients of the logits with respect to features, class_weights and class_bias."""
+def _launch_backward(grad, features, class_weights, classes):
+    """The backward kernels on arguments the caller has checked (the per_class_mask_loss
+    launchers call it too)."""
     r, k, h, w = features.shape
     p = h * w
     num_classes = class_weights.shape[0]
     f = features.contiguous()
     grad_features = torch.empty_like(f)
-    acc_dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
-    partial = torch.zeros((r, k + 1), dtype=acc_dtype, device=features.device)
-    if r > 0:
-        _logits_backward_kernel[(r, triton.cdiv(max(k, 1), BLOCK_K))](
-            grad.contiguous(), f, class_weights.contiguous(), classes.contiguous(), grad_features, partial, k, p,
-            ACC=accumulator_dtype(features.dtype), BLOCK_K=BLOCK_K, BLOCK_P=BLOCK_P,
-        )
-    sums = sum_by_class(partial, classes.contiguous(), num_classes)
-    grad_weights = sums[:, :k].to(class_weights.dtype).contiguous()
-    grad_bias = sums[:, k].to(class_weights.dtype).contiguous()
+    partial = torch.zeros((r, k + 1), dtype=accumulator_dtype(features.dtype), device=features.device)
+    with on_device(features):
+        if r > 0:
+            _per_class_mask_logits_backward_kernel[(r, triton.cdiv(max(k, 1), BLOCK_K))](
+                grad.contiguous(), f, class_weights.contiguous(), classes.contiguous(), grad_features, partial, k, p,
+                ACC=tl_accumulator_dtype(features.dtype), BLOCK_K=BLOCK_K, BLOCK_P=BLOCK_P,
+            )
+        sums = _sum_by_class(partial, classes.contiguous(), num_classes)
+    # Copies, so that the two gradients never share sums' memory (custom ops' outputs may
+    # not alias each other).
+    grad_weights = sums[:, :k].to(class_weights.dtype, copy=True)
+    grad_bias = sums[:, k].to(class_weights.dtype, copy=True)
     return grad_features, grad_weights, grad_bias
+
+
+def _check_args(op, features, class_weights, classes, class_bias, agnostic_logits):
+    check_mask_logits_args(op, features, class_weights, classes, class_bias, agnostic_logits)
+    # The kernels read class rows unchecked: an eager call checks the class indices.
+    if not torch.compiler.is_compiling():
+        check_class_values(op, classes, class_weights.shape[0])
+
+
+@torch.library.custom_op("maskx_triton::per_class_mask_logits", mutates_args=())
+def _per_class_mask_logits_op(
+    features: Tensor,
+    class_weights: Tensor,
+    classes: Tensor,
+    class_bias: Tensor | None,
+    agnostic_logits: Tensor | None,
+    sigmoid: bool,
+) -> Tensor:
+    return _launch_forward(features, class_weights, classes, class_bias, agnostic_logits, sigmoid)
+
+
+@torch.library.custom_op("maskx_triton::_per_class_mask_logits_backward", mutates_args=())
+def _per_class_mask_logits_backward_op(
+    grad: Tensor, features: Tensor, class_weights: Tensor, classes: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    return _launch_backward(grad, features, class_weights, classes)
+
+
+@_per_class_mask_logits_op.register_fake
+def _per_class_mask_logits_fake(features, class_weights, classes, class_bias, agnostic_logits, sigmoid):
+    return features.new_empty((features.shape[0], features.shape[2], features.shape[3]))
+
+
+@_per_class_mask_logits_backward_op.register_fake
+def _per_class_mask_logits_backward_fake(grad, features, class_weights, classes):
+    return (
+        torch.empty_like(features, memory_format=torch.contiguous_format),
+        torch.empty_like(class_weights, memory_format=torch.contiguous_format),
+        class_weights.new_empty((class_weights.shape[0],)),
+    )
+
+
+def _setup_context(ctx, inputs, output):
+    features, class_weights, classes, class_bias, agnostic_logits, sigmoid = inputs
+    # With sigmoid the output (the probabilities) gives the sigmoid's derivative.
+    ctx.save_for_backward(features, class_weights, classes, output if sigmoid else None)
+    ctx.has_bias = class_bias is not None
+    ctx.has_agnostic = agnostic_logits is not None
+
+
+def _backward(ctx, grad):
+    features, class_weights, classes, probabilities = ctx.saved_tensors
+    if probabilities is not None:
+        grad = grad * probabilities * (1 - probabilities)
+    grad_features = grad_weights = grad_bias = None
+    needs = ctx.needs_input_grad
+    if needs[0] or needs[1] or (ctx.has_bias and needs[3]):
+        grad_features, grad_weights, grad_bias = torch.ops.maskx_triton._per_class_mask_logits_backward(
+            grad, features, class_weights, classes
+        )
+    return (
+        grad_features,
+        grad_weights,
+        None,
+        grad_bias if ctx.has_bias else None,
+        grad if ctx.has_agnostic else None,
+        None,
+    )
+
+
+torch.library.register_autograd("maskx_triton::per_class_mask_logits", _backward, setup_context=_setup_context)
+
+
+def per_class_mask_logits_forward(
+    features: Tensor,
+    class_weights: Tensor,
+    classes: Tensor,
+    class_bias: Tensor | None = None,
+    agnostic_logits: Tensor | None = None,
+    sigmoid: bool = False,
+) -> Tensor:
+    """The forward launcher: :func:`per_class_mask_logits`'s result, not differentiable."""
+    _check_args("per_class_mask_logits", features, class_weights, classes, class_bias, agnostic_logits)
+    return _launch_forward(features, class_weights, classes, class_bias, agnostic_logits, sigmoid)
+
+
+def per_class_mask_logits_backward(
+    grad: Tensor, features: Tensor, class_weights: Tensor, classes: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The backward launcher: gradients of the logits (not of probabilities) with respect
+    to features, class_weights and class_bias; the agnostic logits' gradient is ``grad``."""
+    op = "per_class_mask_logits backward"
+    _check_args(op, features, class_weights, classes, None, None)
+    r, _, h, w = features.shape
+    check(tuple(grad.shape) == (r, h, w), lambda: f"{op}: grad has shape {tuple(grad.shape)}, expected {(r, h, w)}")
+    check_like_features(op, "grad", grad, features)
+    return _launch_backward(grad, features, class_weights, classes)
+
+
+def per_class_mask_logits(
+    features: Tensor,
+    class_weights: Tensor,
+    classes: Tensor,
+    class_bias: Tensor | None = None,
+    agnostic_logits: Tensor | None = None,
+    sigmoid: bool = False,
+) -> Tensor:
+    """:func:`maskx_kernels.per_class_mask_logits` (same arguments and result),
+    differentiable with respect to features, class_weights, class_bias and agnostic_logits."""
+    _check_args("per_class_mask_logits", features, class_weights, classes, class_bias, agnostic_logits)
+    return torch.ops.maskx_triton.per_class_mask_logits(
+        features, class_weights, classes, class_bias, agnostic_logits, sigmoid
+    )

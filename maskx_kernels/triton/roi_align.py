@@ -12,11 +12,12 @@ Under torch.use_deterministic_algorithms(True) it gathers instead: the program o
 image's RoIs send to its pixels, using separable row and column weights (RoIs are
 grouped by image with a stable device-side sort, without host synchronisation).
 
-The launchers take torchvision's arguments with the RoIs as a [K, 5] tensor. They call
-the custom ops ``torch.ops.maskx_triton.roi_align`` / ``_roi_align_backward``, which
-give autograd and torch.compile support. They are custom ops rather than
-torch.library.triton_op, which would let Inductor see the kernels, because a traced
-triton_op launch does not run under the Triton interpreter.
+roi_align_forward / roi_align_backward (the launchers) and roi_align (differentiable)
+take the arguments of torch.ops.maskx.roi_align / _roi_align_backward: torchvision's,
+with the RoIs as a [K, 5] tensor. roi_align runs the custom op
+``torch.ops.maskx_triton.roi_align``, whose autograd calls ``_roi_align_backward``; they
+are custom ops rather than torch.library.triton_op, which would let Inductor see the
+kernels, because a traced triton_op launch does not run under the Triton interpreter.
 """
 import torch
 import triton
@@ -25,6 +26,7 @@ from torch import Tensor
 
 from maskx_kernels._validation import check, check_same_device
 from maskx_kernels.ops.roi_align import check_roi_align_args, check_roi_values, check_rois
+from maskx_kernels.triton._utils import accumulator_dtype, on_device, tl_accumulator_dtype
 
 
 @triton.jit
@@ -227,11 +229,7 @@ def _roi_align_backward_gather_kernel(
 _TILE = 1024
 
 
-def _acc_dtype(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
-def _launch(kernel, tensors, sizes, pooled_h, pooled_w, spatial_scale, aligned, dtype, num_rois, channels):
+def _launch_tiles(kernel, tensors, sizes, pooled_h, pooled_w, spatial_scale, aligned, dtype, num_rois, channels):
     """Launches a kernel over tiles of [BLOCK_PH, BLOCK_PW, BLOCK_C] outputs: every bin
     column of a RoI at once and up to _TILE elements per program."""
     block_pw = triton.next_power_of_2(pooled_w)
@@ -240,13 +238,13 @@ def _launch(kernel, tensors, sizes, pooled_h, pooled_w, spatial_scale, aligned, 
     grid = (num_rois, triton.cdiv(pooled_h, block_ph), triton.cdiv(channels, block_c))
     kernel[grid](
         *tensors, *sizes,
-        SPATIAL_SCALE=float(spatial_scale), ALIGNED=bool(aligned), ACC=_acc_dtype(dtype),
+        SPATIAL_SCALE=float(spatial_scale), ALIGNED=bool(aligned), ACC=tl_accumulator_dtype(dtype),
         BLOCK_PH=block_ph, BLOCK_PW=block_pw, BLOCK_C=block_c,
     )
 
 
-def _backward_deterministic(grad, rois, spatial_scale, pooled_h, pooled_w, batch, channels, height, width,
-                            sampling_ratio, aligned):
+def _backward_gather(grad, rois, spatial_scale, pooled_h, pooled_w, batch, channels, height, width,
+                     sampling_ratio, aligned):
     grad_input = grad.new_empty((batch, channels, height, width))
     if grad_input.numel() == 0:
         return grad_input
@@ -262,10 +260,46 @@ def _backward_deterministic(grad, rois, spatial_scale, pooled_h, pooled_w, batch
     _roi_align_backward_gather_kernel[grid](
         grad.contiguous(), rois.contiguous(), order, offsets, grad_input,
         batch, channels, height, width, pooled_h, pooled_w, sampling_ratio,
-        SPATIAL_SCALE=float(spatial_scale), ALIGNED=bool(aligned), ACC=_acc_dtype(grad.dtype),
+        SPATIAL_SCALE=float(spatial_scale), ALIGNED=bool(aligned), ACC=tl_accumulator_dtype(grad.dtype),
         BLOCK_X=block_x, BLOCK_C=block_c,
     )
     return grad_input
+
+
+def _launch_forward(input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned):
+    """The forward kernel on arguments the caller has checked."""
+    batch, channels, height, width = input.shape
+    rois = rois.contiguous()
+    output = input.new_empty((rois.shape[0], channels, pooled_h, pooled_w))
+    if output.numel() == 0 or height == 0 or width == 0:
+        return output.zero_()
+    with on_device(input):
+        _launch_tiles(
+            _roi_align_forward_kernel,
+            (input, rois, output),
+            (batch, channels, height, width, *input.stride(), pooled_h, pooled_w, sampling_ratio),
+            pooled_h, pooled_w, spatial_scale, aligned, input.dtype, rois.shape[0], channels,
+        )
+    return output
+
+
+def _launch_backward(grad, rois, spatial_scale, pooled_h, pooled_w, batch, channels, height, width, sampling_ratio,
+                     aligned):
+    """The backward kernels on arguments the caller has checked."""
+    with on_device(grad):
+        if torch.are_deterministic_algorithms_enabled():
+            return _backward_gather(grad, rois, spatial_scale, pooled_h, pooled_w, batch, channels, height, width,
+                                    sampling_ratio, aligned)
+        grad_input = grad.new_zeros((batch, channels, height, width), dtype=accumulator_dtype(grad.dtype))
+        if grad.numel() == 0 or grad_input.numel() == 0:
+            return grad_input.to(grad.dtype)
+        _launch_tiles(
+            _roi_align_backward_kernel,
+            (grad.contiguous(), rois.contiguous(), grad_input),
+            (batch, channels, height, width, pooled_h, pooled_w, sampling_ratio),
+            pooled_h, pooled_w, spatial_scale, aligned, grad.dtype, rois.shape[0], channels,
+        )
+        return grad_input.to(grad.dtype)
 
 
 def _check_values(rois: Tensor, batch: int) -> None:
@@ -274,22 +308,22 @@ def _check_values(rois: Tensor, batch: int) -> None:
         check_roi_values("roi_align", rois, batch)
 
 
+def _check_backward_args(grad, rois, pooled_h, pooled_w, batch, channels):
+    check_rois("roi_align backward", rois, grad)
+    check_same_device("roi_align backward", grad=grad, rois=rois)
+    expected = (rois.shape[0], channels, pooled_h, pooled_w)
+    check(
+        tuple(grad.shape) == expected,
+        lambda: f"roi_align backward: grad has shape {tuple(grad.shape)}, expected {expected}",
+    )
+    _check_values(rois, batch)
+
+
 @torch.library.custom_op("maskx_triton::roi_align", mutates_args=())
 def _roi_align_op(
     input: Tensor, rois: Tensor, spatial_scale: float, pooled_h: int, pooled_w: int, sampling_ratio: int, aligned: bool
 ) -> Tensor:
-    batch, channels, height, width = input.shape
-    rois = rois.contiguous()
-    output = input.new_empty((rois.shape[0], channels, pooled_h, pooled_w))
-    if output.numel() == 0 or height == 0 or width == 0:
-        return output.zero_()
-    _launch(
-        _roi_align_forward_kernel,
-        (input, rois, output),
-        (batch, channels, height, width, *input.stride(), pooled_h, pooled_w, sampling_ratio),
-        pooled_h, pooled_w, spatial_scale, aligned, input.dtype, rois.shape[0], channels,
-    )
-    return output
+    return _launch_forward(input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned)
 
 
 @torch.library.custom_op("maskx_triton::_roi_align_backward", mutates_args=())
@@ -306,20 +340,8 @@ def _roi_align_backward_op(
     sampling_ratio: int,
     aligned: bool,
 ) -> Tensor:
-    if torch.are_deterministic_algorithms_enabled():
-        return _backward_deterministic(grad, rois, spatial_scale, pooled_h, pooled_w, batch, channels, height, width,
-                                       sampling_ratio, aligned)
-    acc_dtype = torch.float64 if grad.dtype == torch.float64 else torch.float32
-    grad_input = grad.new_zeros((batch, channels, height, width), dtype=acc_dtype)
-    if grad.numel() == 0 or grad_input.numel() == 0:
-        return grad_input.to(grad.dtype)
-    _launch(
-        _roi_align_backward_kernel,
-        (grad.contiguous(), rois.contiguous(), grad_input),
-        (batch, channels, height, width, pooled_h, pooled_w, sampling_ratio),
-        pooled_h, pooled_w, spatial_scale, aligned, grad.dtype, rois.shape[0], channels,
-    )
-    return grad_input.to(grad.dtype)
+    return _launch_backward(grad, rois, spatial_scale, pooled_h, pooled_w, batch, channels, height, width,
+                            sampling_ratio, aligned)
 
 
 @_roi_align_op.register_fake
@@ -351,7 +373,7 @@ def _backward(ctx, grad):
 torch.library.register_autograd("maskx_triton::roi_align", _backward, setup_context=_setup_context)
 
 
-def roi_align(
+def roi_align_forward(
     input: Tensor,
     rois: Tensor,
     spatial_scale: float,
@@ -360,12 +382,10 @@ def roi_align(
     sampling_ratio: int,
     aligned: bool,
 ) -> Tensor:
-    """RoIAlign of ``rois`` (Tensor[K, 5] of batch index, x1, y1, x2, y2) from ``input``
-    (Tensor[N, C, H, W], any strides): Tensor[K, C, pooled_h, pooled_w], differentiable
-    with respect to ``input``."""
+    """The forward launcher: :func:`roi_align`'s result, not differentiable."""
     check_roi_align_args(input, rois, spatial_scale, pooled_h, pooled_w)
     _check_values(rois, input.shape[0])
-    return torch.ops.maskx_triton.roi_align(input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned)
+    return _launch_forward(input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned)
 
 
 def roi_align_backward(
@@ -381,15 +401,25 @@ def roi_align_backward(
     sampling_ratio: int,
     aligned: bool,
 ) -> Tensor:
-    """Gradient of :func:`roi_align` with respect to its input: Tensor[N, C, H, W]."""
-    check_rois("roi_align backward", rois, grad)
-    check_same_device("roi_align backward", grad=grad, rois=rois)
-    expected = (rois.shape[0], channels, pooled_h, pooled_w)
-    check(
-        tuple(grad.shape) == expected,
-        lambda: f"roi_align backward: grad has shape {tuple(grad.shape)}, expected {expected}",
-    )
-    _check_values(rois, batch)
-    return torch.ops.maskx_triton._roi_align_backward(
-        grad, rois, spatial_scale, pooled_h, pooled_w, batch, channels, height, width, sampling_ratio, aligned
-    )
+    """The backward launcher: the gradient of :func:`roi_align` with respect to its
+    input, Tensor[N, C, H, W] (the arguments of torch.ops.maskx._roi_align_backward)."""
+    _check_backward_args(grad, rois, pooled_h, pooled_w, batch, channels)
+    return _launch_backward(grad, rois, spatial_scale, pooled_h, pooled_w, batch, channels, height, width,
+                            sampling_ratio, aligned)
+
+
+def roi_align(
+    input: Tensor,
+    rois: Tensor,
+    spatial_scale: float,
+    pooled_h: int,
+    pooled_w: int,
+    sampling_ratio: int,
+    aligned: bool,
+) -> Tensor:
+    """RoIAlign of ``rois`` (Tensor[K, 5] of batch index, x1, y1, x2, y2) from ``input``
+    (Tensor[N, C, H, W], any strides): Tensor[K, C, pooled_h, pooled_w], differentiable
+    with respect to ``input``."""
+    check_roi_align_args(input, rois, spatial_scale, pooled_h, pooled_w)
+    _check_values(rois, input.shape[0])
+    return torch.ops.maskx_triton.roi_align(input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned)
