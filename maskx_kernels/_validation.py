@@ -46,9 +46,10 @@ def check_like(op: str, name: str, t: Tensor, like_name: str, like: Tensor) -> N
 
 
 def should_check_values(*tensors: Tensor) -> bool:
-    """Data-dependent checks read tensor values: always on the CPU (where the kernels
-    check too), eagerly on other devices (one synchronisation), never while tracing."""
-    return not torch.compiler.is_compiling() and any(t.device.type != "cpu" for t in tensors)
+    """Data-dependent checks read tensor values: on the CPU the kernels do, on other
+    devices the Python faces, eagerly (one synchronisation); never while tracing, and
+    never on meta tensors, which have no values."""
+    return not torch.compiler.is_compiling() and any(t.device.type not in ("cpu", "meta") for t in tensors)
 
 
 def pair(value, name: str) -> Sequence[int]:

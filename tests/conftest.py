@@ -12,6 +12,8 @@ the path, see pyproject.toml):
 - The ``deterministic`` fixture runs a test with torch's deterministic algorithms off
   ("atomic") and on ("deterministic"); ``deterministic_algorithms(mode)`` sets them for a
   block.
+- ``assert_same_gradients(fn, expected_fn, inputs)`` compares two differentiable paths
+  (e.g. torch.compile against eager, Triton against native) on copies of the inputs.
 
 Data fixtures: a small generated synthetic set and a hand-written COCO file.
 """
@@ -63,6 +65,23 @@ def deterministic_algorithms(mode: bool):
         yield
     finally:
         torch.use_deterministic_algorithms(previous, warn_only=warn_only)
+
+
+def assert_same_gradients(fn, expected_fn, inputs, seed: int = 0):
+    """fn(*inputs) and expected_fn(*inputs) agree, and so do their gradients with respect
+    to every input, for one random output gradient. Each runs on its own copies of the
+    inputs (leaves requiring grad)."""
+    runs = []
+    for f in (fn, expected_fn):
+        leaves = [x.detach().clone().requires_grad_() for x in inputs]
+        out = f(*leaves)
+        grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=out.dtype).to(out.device)
+        out.backward(grad)
+        runs.append((out.detach(), [x.grad for x in leaves]))
+    (out, grads), (expected, expected_grads) = runs
+    torch.testing.assert_close(out, expected)
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want)
 
 
 @pytest.fixture(params=[False, True], ids=["atomic", "deterministic"])

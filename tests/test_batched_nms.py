@@ -107,7 +107,7 @@ def test_compile():
         (torch.rand(5, 4), torch.rand(5), torch.zeros(4, dtype=torch.long), 0.5, "idxs must be a Tensor\\[N\\]"),
         (torch.rand(5, 4), torch.rand(5), torch.zeros(5), 0.5, "idxs must be an integer tensor"),
         (torch.rand(5, 4), torch.rand(5), torch.zeros(5, dtype=torch.bool), 0.5, "idxs must be an integer tensor"),
-        (torch.rand(5, 4).half(), torch.rand(5), torch.zeros(5, dtype=torch.long), 0.5, "boxes' dtype"),
+        (torch.rand(5, 4).half(), torch.rand(5), torch.zeros(5, dtype=torch.long), 0.5, "dtype of boxes"),
         (torch.rand(5, 4), torch.rand(5), torch.zeros(5, dtype=torch.long), 2.0, "iou_threshold must be in"),
         (torch.full((5, 4), float("inf")), torch.rand(5), torch.zeros(5, dtype=torch.long), 0.5, "boxes must be finite"),
         (torch.rand(5, 4), torch.full((5,), float("nan")), torch.zeros(5, dtype=torch.long), 0.5, "must be finite"),

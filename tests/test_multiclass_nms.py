@@ -145,7 +145,7 @@ def test_compile():
         (torch.rand(5, 3, 5), torch.rand(5, 3), 0.1, 0.5, 10, "boxes must be a Tensor\\[N, C, 4\\] or"),
         (torch.rand(5, 5), torch.rand(5, 3), 0.1, 0.5, 10, "boxes must be a Tensor\\[N, C, 4\\] or"),
         (torch.rand(4, 4), torch.rand(5, 3), 0.1, 0.5, 10, "boxes must be a Tensor\\[N, C, 4\\] or"),
-        (torch.rand(5, 4), torch.rand(5, 3).double(), 0.1, 0.5, 10, "boxes' dtype"),
+        (torch.rand(5, 4), torch.rand(5, 3).double(), 0.1, 0.5, 10, "dtype of boxes"),
         (torch.randint(0, 5, (5, 4)), torch.rand(5, 3), 0.1, 0.5, 10, "floating tensor"),
         (torch.rand(5, 4), torch.rand(5, 3), -0.1, 0.5, 10, "score_threshold must be in"),
         (torch.rand(5, 4), torch.rand(5, 3), 0.1, 1.01, 10, "iou_threshold must be in"),

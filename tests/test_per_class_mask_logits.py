@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import maskx_kernels as mk
-from conftest import cpu_and_cuda
+from conftest import assert_same_gradients, cpu_and_cuda
 from mask_logits_cases import BAD_SHARED_ARGS, TOL, good_args, make, reference_in_float64, to_device
 from maskx_kernels.reference import mask_logits as ref
 
@@ -158,15 +158,7 @@ def test_compile():
     def fn(f, w, b, a):
         return mk.per_class_mask_logits(f, w, cls, b, a).square().mean()
 
-    inputs = [x.clone().requires_grad_() for x in (f, w, b, a)]
-    out = torch.compile(fn, fullgraph=True, backend="aot_eager")(*inputs)
-    out.backward()
-    expected_inputs = [x.clone().requires_grad_() for x in (f, w, b, a)]
-    expected = fn(*expected_inputs)
-    expected.backward()
-    torch.testing.assert_close(out, expected)
-    for x, y in zip(inputs, expected_inputs):
-        torch.testing.assert_close(x.grad, y.grad)
+    assert_same_gradients(torch.compile(fn, fullgraph=True, backend="aot_eager"), fn, (f, w, b, a))
 
 
 @pytest.mark.parametrize("bad,error,match", BAD_SHARED_ARGS)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import maskx_kernels as mk
-from conftest import cpu_and_cuda
+from conftest import assert_same_gradients, cpu_and_cuda
 from mask_logits_cases import BAD_SHARED_ARGS, TOL, good_args, make, reference_in_float64, to_device
 from maskx_kernels.reference import mask_logits as ref
 
@@ -32,15 +32,7 @@ def test_compile():
     def fn(f, w, b, a):
         return mk.per_class_mask_loss(f, w, cls, t, b, a, v)
 
-    inputs = [x.clone().requires_grad_() for x in (f, w, b, a)]
-    out = torch.compile(fn, fullgraph=True, backend="aot_eager")(*inputs)
-    out.backward()
-    expected_inputs = [x.clone().requires_grad_() for x in (f, w, b, a)]
-    expected = fn(*expected_inputs)
-    expected.backward()
-    torch.testing.assert_close(out, expected)
-    for x, y in zip(inputs, expected_inputs):
-        torch.testing.assert_close(x.grad, y.grad)
+    assert_same_gradients(torch.compile(fn, fullgraph=True, backend="aot_eager"), fn, (f, w, b, a))
 
 
 @pytest.mark.parametrize("shape", [(6, 5, 4, 3, 4), (12, 17, 9, 7, 5), (3, 32, 28, 28, 81)])

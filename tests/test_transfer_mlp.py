@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import maskx_kernels as mk
-from conftest import cpu_and_cuda
+from conftest import assert_same_gradients, cpu_and_cuda
 from maskx_kernels.reference import transfer_mlp as ref
 
 TOL = {
@@ -92,13 +92,7 @@ def test_compile():
     def fn(x, w0, w1, b0, b1):
         return mk.transfer_mlp(x, [w0, w1], [b0, b1]).sum()
 
-    params = [t.clone().requires_grad_() for t in weights + biases]
-    out = torch.compile(fn, fullgraph=True, backend="aot_eager")(x, *params)
-    out.backward()
-    expected_params = [t.clone().requires_grad_() for t in weights + biases]
-    fn(x, *expected_params).backward()
-    for got, expected in zip(params, expected_params):
-        torch.testing.assert_close(got.grad, expected.grad)
+    assert_same_gradients(torch.compile(fn, fullgraph=True, backend="aot_eager"), fn, (x, *weights, *biases))
 
 
 def test_backward_is_deterministic():

@@ -3,8 +3,9 @@ the CPU through TRITON_INTERPRET=1)."""
 import pytest
 import torch
 
-import maskx_kernels  # noqa: F401  (registers the native ops compared against)
+import maskx_kernels  # the native ops compared against
 from conftest import TRITON_DEVICE as DEVICE
+from conftest import assert_same_gradients
 from maskx_kernels.reference import transfer_mlp as ref_mlp
 from maskx_kernels.triton.transfer_mlp import fits_on_chip, transfer_mlp_forward
 
@@ -57,3 +58,19 @@ def test_first_layer_is_split_to_fill_the_device():
     assert splits > 1 and k_chunk % BLOCK_K == 0 and (splits - 1) * k_chunk < 5120 <= splits * k_chunk
     assert _num_splits(1, 20, torch.device("cpu")) == (1, BLOCK_K)
     assert _num_splits(1, 10**6, torch.device("cpu"))[0] <= MAX_SPLITS
+
+
+@pytest.mark.parametrize("widths", [(7, 5), (7, 6, 5), (9, 8, 6, 4)])
+def test_differentiable_transfer_mlp_matches_native_autograd(widths):
+    from maskx_kernels.triton.transfer_mlp import transfer_mlp
+
+    x, weights, biases = make_mlp(widths, classes=5, dtype=torch.float64, seed=len(widths))
+    params = [t.requires_grad_() for t in (x, *weights, *biases)]
+    n = len(weights)
+
+    def run(op, x, *p):
+        return op(x, list(p[:n]), list(p[n:]), 0.1)
+
+    assert torch.autograd.gradcheck(lambda *p: run(transfer_mlp, *p), params)
+    assert_same_gradients(lambda *p: run(transfer_mlp, *p), lambda *p: run(maskx_kernels.transfer_mlp, *p), params)
+    torch.library.opcheck(torch.ops.maskx_triton.transfer_mlp.default, (x, weights, biases, 0.1))

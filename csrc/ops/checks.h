@@ -35,27 +35,13 @@ inline void check_float(const char* op, const char* name, const at::Tensor& t) {
 }
 
 // `dtype_name` as Python spells it ("int64", "bool").
-inline void check_dtype(const char* op, const char* name, const at::Tensor& t, at::ScalarType dtype, const char* dtype_name) {
-  TORCH_CHECK_VALUE(t.scalar_type() == dtype, op, ": ", name, " must be ", dtype_name, ", got ", t.scalar_type());
-}
-
-inline void check_same_dtype(
+inline void check_dtype(
     const char* op,
     const char* name,
     const at::Tensor& t,
-    const char* like_name,
-    const at::Tensor& like) {
-  TORCH_CHECK_VALUE(
-      t.scalar_type() == like.scalar_type(),
-      op,
-      ": ",
-      name,
-      " must have the dtype of ",
-      like_name,
-      " (",
-      like.scalar_type(),
-      "), got ",
-      t.scalar_type());
+    at::ScalarType dtype,
+    const char* dtype_name) {
+  TORCH_CHECK_VALUE(t.scalar_type() == dtype, op, ": ", name, " must be ", dtype_name, ", got ", t.scalar_type());
 }
 
 inline void check_same_device(
@@ -77,14 +63,24 @@ inline void check_same_device(
       like.device());
 }
 
-// dtype and device of `like`.
+// The dtype and device of `like`.
 inline void check_like(
     const char* op,
     const char* name,
     const at::Tensor& t,
     const char* like_name,
     const at::Tensor& like) {
-  check_same_dtype(op, name, t, like_name, like);
+  TORCH_CHECK_VALUE(
+      t.scalar_type() == like.scalar_type(),
+      op,
+      ": ",
+      name,
+      " must have the dtype of ",
+      like_name,
+      " (",
+      like.scalar_type(),
+      "), got ",
+      t.scalar_type());
   check_same_device(op, name, t, like_name, like);
 }
 

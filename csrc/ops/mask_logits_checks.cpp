@@ -80,7 +80,12 @@ void check_loss_args(const at::Tensor& features, const at::Tensor& targets, cons
   check_like(op, "targets", targets, "features", features);
   if (valid.has_value()) {
     check_shape(
-        valid->dim() == 1 && valid->size(0) == features.size(0), op, "valid", *valid, "[R] with R = ", features.size(0));
+        valid->dim() == 1 && valid->size(0) == features.size(0),
+        op,
+        "valid",
+        *valid,
+        "[R] with R = ",
+        features.size(0));
     check_dtype(op, "valid", *valid, at::kBool, "bool");
     check_same_device(op, "valid", *valid, "features", features);
   }

@@ -32,7 +32,13 @@ void check_boxes_scores(const char* op, const at::Tensor& boxes, const at::Tenso
 
 void check_idxs(const char* op, const at::Tensor& idxs, const at::Tensor& boxes) {
   check_shape(
-      idxs.dim() == 1 && idxs.size(0) == boxes.size(0), op, "idxs", idxs, "[N] matching boxes [", boxes.size(0), ", 4]");
+      idxs.dim() == 1 && idxs.size(0) == boxes.size(0),
+      op,
+      "idxs",
+      idxs,
+      "[N] matching boxes [",
+      boxes.size(0),
+      ", 4]");
   TORCH_CHECK_VALUE(
       at::isIntegralType(idxs.scalar_type(), /*includeBool=*/false),
       op,

@@ -12,7 +12,8 @@ namespace roi_align {
 using namespace checks;
 
 void check_pooling_args(const char* op, at::ArrayRef<double> spatial_scales, int64_t pooled_h, int64_t pooled_w) {
-  TORCH_CHECK_VALUE(pooled_h > 0 && pooled_w > 0, op, ": output size must be positive, got (", pooled_h, ", ", pooled_w, ")");
+  TORCH_CHECK_VALUE(
+      pooled_h > 0 && pooled_w > 0, op, ": output size must be positive, got (", pooled_h, ", ", pooled_w, ")");
   for (double scale : spatial_scales) {
     TORCH_CHECK_VALUE(
         std::isfinite(scale) && scale > 0,

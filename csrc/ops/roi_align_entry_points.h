@@ -67,7 +67,8 @@ struct EntryPoints {
       int64_t sampling_ratio,
       bool aligned,
       bool channels_last) {
-    check_backward_args("_roi_align_backward", grad, rois, {spatial_scale}, pooled_h, pooled_w, channels, {height}, {width});
+    check_backward_args(
+        "_roi_align_backward", grad, rois, {spatial_scale}, pooled_h, pooled_w, channels, {height}, {width});
     return backward(
         grad,
         rois,

@@ -67,6 +67,14 @@ def check_box_values(op: str, boxes: Tensor, always: bool = False) -> None:
         raise ValueError(f"{op}: box {n} = {boxes[n].tolist()} needs finite coordinates within +-2^30")
 
 
+def _check_on_device(op: str, masks: Tensor, boxes: Tensor, height: int, width: int, padding: int, threshold) -> None:
+    """The box values of a call on a GPU, read on the device, so the arguments are checked
+    first; on the CPU the native op checks both."""
+    if should_check_values(masks, boxes):
+        check_paste_args(op, masks, boxes, height, width, padding, threshold)
+        check_box_values(op, boxes)
+
+
 def _image_size(op: str, image_size: Sequence[int]) -> tuple[int, int]:
     check(
         len(image_size) == 2,
@@ -139,11 +147,7 @@ def paste_masks(
     op = "paste_masks"
     masks3, four_d = _as_3d(op, masks)
     height, width = _image_size(op, image_size)
-    if should_check_values(masks3, boxes):
-        # The box values are read on the device, so the arguments are checked here first;
-        # on the CPU the native op checks both.
-        check_paste_args(op, masks3, boxes, height, width, padding, threshold)
-        check_box_values(op, boxes)
+    _check_on_device(op, masks3, boxes, height, width, padding, threshold)
     out = torch.ops.maskx.paste_masks(masks3, boxes, height, width, padding, threshold)
     return out[:, None] if four_d else out
 
@@ -173,11 +177,7 @@ def paste_masks_rle(
     op = "paste_masks_rle"
     masks3, _ = _as_3d(op, masks)
     height, width = _image_size(op, image_size)
-    if should_check_values(masks3, boxes):
-        # The box values are read on the device, so the arguments are checked here first;
-        # on the CPU the native op checks both.
-        check_paste_args(op, masks3, boxes, height, width, padding, threshold)
-        check_box_values(op, boxes)
+    _check_on_device(op, masks3, boxes, height, width, padding, threshold)
     chars, offsets = torch.ops.maskx.paste_masks_rle(masks3, boxes, height, width, padding, float(threshold))
     data = chars.numpy().tobytes()
     bounds = offsets.tolist()

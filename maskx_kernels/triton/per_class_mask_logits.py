@@ -18,8 +18,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from maskx_kernels._validation import check
-from maskx_kernels.ops.per_class_mask_logits import check_class_values, check_like_features, check_mask_logits_args
+from maskx_kernels._validation import check, check_like
+from maskx_kernels.ops.per_class_mask_logits import check_class_values, check_mask_logits_args
 from maskx_kernels.triton._utils import accumulator_dtype, on_device, tl_accumulator_dtype
 
 BLOCK_K = 32
@@ -258,7 +258,7 @@ def per_class_mask_logits_backward(
     _check_args(op, features, class_weights, classes, None, None)
     r, _, h, w = features.shape
     check(tuple(grad.shape) == (r, h, w), lambda: f"{op}: grad has shape {tuple(grad.shape)}, expected {(r, h, w)}")
-    check_like_features(op, "grad", grad, features)
+    check_like(op, "grad", grad, "features", features)
     return _launch_backward(grad, features, class_weights, classes)
 
 

@@ -309,7 +309,7 @@ def _check_values(rois: Tensor, batch: int) -> None:
 
 
 def _check_backward_args(grad, rois, pooled_h, pooled_w, batch, channels):
-    check_rois("roi_align backward", rois, grad)
+    check_rois("roi_align backward", rois, "grad", grad)
     check_same_device("roi_align backward", grad=grad, rois=rois)
     expected = (rois.shape[0], channels, pooled_h, pooled_w)
     check(

@@ -35,7 +35,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> multiclass_nms_forwar
   const at::Tensor classes = flat.remainder(cols);
   const at::Tensor cand_boxes = per_class ? boxes.reshape({-1, 4}).index_select(0, flat) : boxes.index_select(0, rows);
   const at::Tensor kept =
-      nms_cuda("multiclass_nms", cand_boxes, flat_scores.index_select(0, flat), classes, iou_threshold).slice(0, 0, max_detections);
+      nms_cuda("multiclass_nms", cand_boxes, flat_scores.index_select(0, flat), classes, iou_threshold)
+          .slice(0, 0, max_detections);
   const at::Tensor indices = rows.index_select(0, kept);
   const at::Tensor labels = classes.index_select(0, kept);
   const at::Tensor out_boxes = per_class ? boxes.index({indices, labels}) : boxes.index_select(0, indices);
