@@ -4,11 +4,14 @@ an end-to-end variant, shared-detection evaluation with intervals, table and pic
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
+import numpy as np
+import pytest
 import yaml
 from PIL import Image
 
-from maskx.engine.experiment import Experiment, load_experiment
+from maskx.engine.experiment import Experiment, Row, Summary, format_table, load_experiment, summarise
 from model_recipes import TINY_MODEL, tiny_recipe
 
 
@@ -47,3 +50,39 @@ def test_a_tiny_experiment_end_to_end(tmp_path):
     grid = Image.open(out / "predictions.png")
     assert grid.width > grid.height  # two rows of five drawings
     assert any("already generated" in m for m in messages)
+
+
+def _bootstrap(aps: dict[str, float], seed: int = 0):
+    """A stand-in for SplitEvaluator.evaluate_with_intervals: every row's AP (fractions)
+    with 200 resamples scattered around it."""
+    rng = np.random.default_rng(seed)
+    keys = [(subset, iou) for subset in ("A", "B", "all") for iou in ("segm", "bbox")]
+    intervals = {f"0/{name}": {s: {} for s in ("A", "B", "all")} for name in aps}
+    samples = {f"0/{name}": {s: {} for s in ("A", "B", "all")} for name in aps}
+    noise = 0.005 * rng.standard_normal(200)  # shared: paired resamples of the same images
+    for name, ap in aps.items():
+        for subset, iou in keys:
+            intervals[f"0/{name}"][subset][iou] = {"AP": {"estimate": ap}}
+            samples[f"0/{name}"][subset][iou] = {"AP": ap + noise + 0.002 * rng.standard_normal(200)}
+    return SimpleNamespace(intervals=intervals, samples=samples)
+
+
+def test_share_of_the_gap_needs_a_gap():
+    rows = [Row(name, "stage-wise", name) for name in ("class_agnostic", "transfer_mlp", "oracle")]
+    with_gap = summarise(_bootstrap({"class_agnostic": 0.30, "transfer_mlp": 0.32, "oracle": 0.40}), rows, [0],
+                         Summary())
+    gap = with_gap["gap_closed"]
+    assert gap["fraction"] == pytest.approx(0.2)
+    assert gap["fraction_interval"][0] < 0.2 < gap["fraction_interval"][1]
+    assert gap["oracle_minus_baseline"]["estimate"] == pytest.approx(10.0)
+    assert "share of the gap closed: 20% [" in format_table(with_gap, rows)
+
+    # The oracle below the baseline: the difference is reported, negative, and the share is
+    # undefined instead of a ratio of noise.
+    no_gap = summarise(_bootstrap({"class_agnostic": 0.30, "transfer_mlp": 0.31, "oracle": 0.299}), rows, [0],
+                       Summary())
+    gap = no_gap["gap_closed"]
+    assert gap["oracle_minus_baseline"]["estimate"] == pytest.approx(-0.1)
+    assert gap["oracle_minus_baseline"]["low"] < 0
+    assert gap["fraction"] is None and gap["fraction_interval"] is None
+    assert "share of the gap closed: undefined" in format_table(no_gap, rows)

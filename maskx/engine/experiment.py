@@ -282,10 +282,12 @@ def _combined(bootstrap, names: list[str], subset: str, iou_type: str, metric: s
     return float(np.mean(estimates)), samples
 
 
-def _interval(estimate: float, samples: np.ndarray) -> dict:
+def _interval(estimate: float, samples: np.ndarray, difference: bool = False) -> dict:
+    """Estimate and 95% interval in percent. An AP below 0 is COCO's "no such objects";
+    a difference of two APs may be negative."""
     samples = samples[np.isfinite(samples)]
-    if estimate < 0 or not len(samples):
-        return {"estimate": estimate, "low": None, "high": None, "std": None}
+    if (estimate < 0 and not difference) or not len(samples):
+        return {"estimate": None, "low": None, "high": None, "std": None}
     low, high = np.percentile(samples, [2.5, 97.5])
     return {"estimate": round(100 * estimate, 2), "low": round(100 * float(low), 2),
             "high": round(100 * float(high), 2), "std": round(100 * float(np.std(samples)), 2)}
@@ -311,15 +313,19 @@ def summarise(bootstrap, rows: list[Row], seeds: Sequence[int], choice: Summary)
     if all(name in samples_b for name in (choice.baseline, choice.method, choice.oracle)):
         (base, base_s), (method, method_s), (oracle, oracle_s) = (
             samples_b[choice.baseline], samples_b[choice.method], samples_b[choice.oracle])
+        gap = _interval(oracle - base, oracle_s - base_s, difference=True)
+        # A share of the gap means something only when there is a gap: the oracle above
+        # the baseline beyond the noise (otherwise the ratio's interval is unbounded).
+        defined = gap["low"] is not None and gap["low"] > 0
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = (method_s - base_s) / (oracle_s - base_s)
         out["gap_closed"] = {
             "baseline": choice.baseline, "method": choice.method, "oracle": choice.oracle,
-            "method_minus_baseline": _interval(method - base, method_s - base_s),
-            "oracle_minus_baseline": _interval(oracle - base, oracle_s - base_s),
-            "fraction": (None if oracle == base else round((method - base) / (oracle - base), 3)),
+            "method_minus_baseline": _interval(method - base, method_s - base_s, difference=True),
+            "oracle_minus_baseline": gap,
+            "fraction": round((method - base) / (oracle - base), 3) if defined else None,
             "fraction_interval": [round(float(v), 3) for v in np.nanpercentile(ratio, [2.5, 97.5])]
-            if np.isfinite(ratio).any() else None,
+            if defined else None,
         }
     return out
 
@@ -350,8 +356,8 @@ def format_table(summary: dict, rows: list[Row]) -> str:
         lines += ["", f"{gap['method']} - {gap['baseline']}, mask AP on B: {_cell(gap['method_minus_baseline'])}; "
                       f"{gap['oracle']} - {gap['baseline']}: {_cell(gap['oracle_minus_baseline'])}; "
                       f"share of the gap closed: "
-                      + ("-" if fraction is None else f"{100 * fraction:.0f}%")
-                      + ("" if not interval else f" [{100 * interval[0]:.0f}%, {100 * interval[1]:.0f}%]")]
+                      + ("undefined (the oracle does not beat the baseline beyond the noise)" if fraction is None
+                         else f"{100 * fraction:.0f}% [{100 * interval[0]:.0f}%, {100 * interval[1]:.0f}%]")]
     timings = summary.get("timings_seconds")
     if timings:
         lines += ["", "time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())]
