@@ -34,6 +34,14 @@ def random_boxes(n, height, width, seed=0, dtype=torch.float32, min_side=1.0, ma
     return torch.cat([centre - side / 2, centre + side / 2], dim=1).to(dtype)
 
 
+def case_inputs(case, seed=0, dtype=torch.float32):
+    """Masks and boxes of a (masks, mask size, height, width, box side range) case."""
+    n, m, height, width, (lo, hi) = case
+    masks = random_masks(n, m, seed=n + seed, dtype=dtype)
+    boxes = random_boxes(n, height, width, seed=n + seed, dtype=dtype, min_side=lo, max_side=hi)
+    return masks, boxes, (height, width)
+
+
 def torchvision_paste(masks, boxes, size):
     return paste_masks_in_image(masks[:, None], boxes, size)[:, 0]
 
@@ -297,9 +305,7 @@ CUDA_CASES = [(20, 28, 60, 90, (1.0, 40.0)), (12, 28, 300, 400, (60.0, 380.0)), 
 @pytest.mark.parametrize("case", CUDA_CASES, ids=lambda c: f"{c[0]}x{c[1]}-{c[2]}x{c[3]}")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_cuda_matches_cpu(case, dtype):
-    n, m, height, width, (lo, hi) = case
-    masks = random_masks(n, m, seed=n, dtype=dtype)
-    boxes = random_boxes(n, height, width, seed=n, dtype=dtype, min_side=lo, max_side=hi)
+    masks, boxes, (height, width) = case_inputs(case, dtype=dtype)
     for threshold in (None, 0.5):
         expected = mk.paste_masks(masks, boxes, (height, width), threshold=threshold)
         out = mk.paste_masks(masks.cuda(), boxes.cuda(), (height, width), threshold=threshold)

@@ -8,7 +8,7 @@ import maskx_kernels as mk
 from conftest import TRITON_DEVICE as DEVICE
 from maskx_kernels.reference import paste_masks as ref
 from maskx_kernels.triton.paste_masks import paste_masks_forward
-from test_paste_masks import random_boxes, random_masks
+from test_paste_masks import case_inputs
 
 pytestmark = pytest.mark.triton
 
@@ -26,9 +26,7 @@ CASES = [(4, 28, 24, 40, (1.0, 30.0)), (3, 14, 70, 50, (30.0, 90.0)), (2, 6, 9, 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}x{c[1]}-{c[2]}x{c[3]}")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_matches_reference(case, dtype):
-    n, m, height, width, (lo, hi) = case
-    masks = random_masks(n, m, seed=n, dtype=dtype)
-    boxes = random_boxes(n, height, width, seed=n, dtype=dtype, min_side=lo, max_side=hi)
+    masks, boxes, (height, width) = case_inputs(case, dtype=dtype)
     expected = ref.paste_masks(masks, boxes, (height, width), None)
     probs = paste_masks_forward(masks.to(DEVICE), boxes.to(DEVICE), (height, width), threshold=None)
     binary = paste_masks_forward(masks.to(DEVICE), boxes.to(DEVICE), (height, width))

@@ -49,8 +49,6 @@ from torchvision.ops import boxes as box_ops
 
 import maskx_kernels
 from maskx_kernels._validation import check
-from maskx_kernels.ops.multi_scale_roi_align import fpn_levels, infer_scale, multi_scale_roi_align
-from maskx_kernels.ops.roi_align import boxes_to_rois
 
 __all__ = ["TorchvisionMultiScaleRoIAlign", "accelerate", "accelerated", "is_accelerated", "restore"]
 
@@ -80,16 +78,7 @@ class TorchvisionMultiScaleRoIAlign(maskx_kernels.MultiScaleRoIAlign):
             return super().forward(x, boxes, image_shapes)
         check(len(image_shapes) > 0, lambda: "MultiScaleRoIAlign: image_shapes must not be empty")
         check(len(names) > 0, lambda: f"MultiScaleRoIAlign: none of the feature maps {self.featmap_names} is in the input")
-        features = [x[name] for name in names]
-        original_size = (max(s[0] for s in image_shapes), max(s[1] for s in image_shapes))
-        scales = [infer_scale(f, original_size) for f in features]
-        rois = boxes_to_rois(boxes)
-        if len(features) == 1:
-            levels = torch.zeros(rois.shape[0], dtype=torch.int64, device=rois.device)
-        else:
-            k_min, k_max = int(-math.log2(scales[0])), int(-math.log2(scales[-1]))
-            levels = fpn_levels(rois[:, 1:], k_min, k_max, self.canonical_scale, self.canonical_level)
-        return multi_scale_roi_align(features, rois, levels, scales, self.output_size, self.sampling_ratio, False)
+        return self.pool([x[name] for name in names], boxes, image_shapes)
 
 
 def _as_threshold(value: float, dtype: torch.dtype) -> float:

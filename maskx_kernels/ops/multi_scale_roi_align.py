@@ -159,7 +159,10 @@ class MultiScaleRoIAlign(nn.Module):
         check(len(image_shapes) > 0, lambda: "MultiScaleRoIAlign: image_shapes must not be empty")
         missing = [name for name in self.featmap_names if name not in x]
         check(not missing, lambda: f"MultiScaleRoIAlign: feature maps {missing} are missing from the input")
-        features = [x[name] for name in self.featmap_names]
+        return self.pool([x[name] for name in self.featmap_names], boxes, image_shapes)
+
+    def pool(self, features: list[Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
+        """Pools ``boxes`` from the feature maps, finest first, each RoI from its level."""
         original_size = (max(s[0] for s in image_shapes), max(s[1] for s in image_shapes))
         scales = [infer_scale(f, original_size) for f in features]
         rois = boxes_to_rois(boxes)

@@ -26,6 +26,18 @@ TILE = 64  # boxes per mask word
 
 
 @triton.jit
+def _load_boxes(boxes_ptr, areas_ptr, classes_ptr, index, ok, padding_class):
+    """Corners, area and class of the boxes at `index` (padding_class where not ok)."""
+    x1 = tl.load(boxes_ptr + index * 4 + 0, mask=ok, other=0)
+    y1 = tl.load(boxes_ptr + index * 4 + 1, mask=ok, other=0)
+    x2 = tl.load(boxes_ptr + index * 4 + 2, mask=ok, other=0)
+    y2 = tl.load(boxes_ptr + index * 4 + 3, mask=ok, other=0)
+    area = tl.load(areas_ptr + index, mask=ok, other=0)
+    cls = tl.load(classes_ptr + index, mask=ok, other=padding_class)
+    return x1, y1, x2, y2, area, cls
+
+
+@triton.jit
 def _nms_forward_iou_mask_kernel(
     boxes_ptr, areas_ptr, classes_ptr, threshold_ptr, mask_ptr, n, col_blocks, TILE: tl.constexpr
 ):
@@ -35,18 +47,9 @@ def _nms_forward_iou_mask_kernel(
     cols = col_block * TILE + tl.arange(0, TILE)
     row_ok = rows < n
     col_ok = cols < n
-    ax1 = tl.load(boxes_ptr + rows * 4 + 0, mask=row_ok, other=0)
-    ay1 = tl.load(boxes_ptr + rows * 4 + 1, mask=row_ok, other=0)
-    ax2 = tl.load(boxes_ptr + rows * 4 + 2, mask=row_ok, other=0)
-    ay2 = tl.load(boxes_ptr + rows * 4 + 3, mask=row_ok, other=0)
-    a_area = tl.load(areas_ptr + rows, mask=row_ok, other=0)
-    a_class = tl.load(classes_ptr + rows, mask=row_ok, other=-1)
-    bx1 = tl.load(boxes_ptr + cols * 4 + 0, mask=col_ok, other=0)
-    by1 = tl.load(boxes_ptr + cols * 4 + 1, mask=col_ok, other=0)
-    bx2 = tl.load(boxes_ptr + cols * 4 + 2, mask=col_ok, other=0)
-    by2 = tl.load(boxes_ptr + cols * 4 + 3, mask=col_ok, other=0)
-    b_area = tl.load(areas_ptr + cols, mask=col_ok, other=0)
-    b_class = tl.load(classes_ptr + cols, mask=col_ok, other=-2)
+    # Padding rows and columns get different classes, so they never suppress each other.
+    ax1, ay1, ax2, ay2, a_area, a_class = _load_boxes(boxes_ptr, areas_ptr, classes_ptr, rows, row_ok, -1)
+    bx1, by1, bx2, by2, b_area, b_class = _load_boxes(boxes_ptr, areas_ptr, classes_ptr, cols, col_ok, -2)
     threshold = tl.load(threshold_ptr)
 
     w = tl.minimum(ax2[:, None], bx2[None, :]) - tl.maximum(ax1[:, None], bx1[None, :])
