@@ -156,6 +156,14 @@ def test_full_set_estimates_equal_cocoeval(case, split, request):
             assert [ours[m]["estimate"] for m in BOOTSTRAP_METRICS] == pytest.approx(
                 expected, abs=1e-12, rel=0)
             assert 0 < expected[0] < 1
+    # Per category: COCOeval restricted to that one category.
+    for iou_type in IOU_TYPES:
+        per_category = result.per_category["model"][iou_type]
+        assert sorted(per_category) == sorted(subsets["all"])
+        values = [per_category[i] for i in subsets["all"]]
+        expected = [_cocoeval_stats(gt, results, iou_type, [i])[0] for i in subsets["all"]]
+        assert values == pytest.approx(expected, abs=1e-12, rel=0)
+        assert len(set(np.round(values, 6))) > 1  # categories differ: not one value copied
 
 
 def test_repeated_images_equal_physically_duplicated_images(scenes):

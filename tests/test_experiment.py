@@ -11,6 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from maskx.config import ConfigError
 from maskx.engine.experiment import Experiment, Row, Summary, format_table, load_experiment, summarise
 from model_recipes import TINY_MODEL, tiny_recipe
 
@@ -46,10 +47,43 @@ def test_a_tiny_experiment_end_to_end(tmp_path):
     assert "gap_closed" in summary
     table = (out / "table.md").read_text()
     assert "| oracle (class-specific) | stage-wise |" in table
-    assert json.loads((out / "metrics.json").read_text())["split"]["B"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"]["B"] and len(metrics["split"]["B names"]) == len(metrics["split"]["B"])
+    per_class = summary["rows"]["oracle"]["mask AP per class"]
+    assert len(per_class) == 24 and set(metrics["split"]["B names"]) < set(per_class)
+    assert all(v is None or 0 <= v <= 100 for v in per_class.values())
+    assert "Mask AP per class of B" in table and f"| {metrics['split']['B names'][0]} |" in table
     grid = Image.open(out / "predictions.png")
     assert grid.width > grid.height  # two rows of five drawings
     assert any("already generated" in m for m in messages)
+
+    # Heads on another split, on the same data and detector: nothing generated or trained
+    # but the heads, and set B is the new split's.
+    again = load_experiment(tmp_path / "experiment.yaml", [
+        f"detectors={out}", "overrides=[data.split=synthetic_disjoint]", "e2e={}", "prediction_images=0"])
+    messages.clear()
+    other = tmp_path / "other"
+    resplit = Experiment(again, other, progress=False, log=messages.append).run()
+    assert any("(reused)" in m for m in messages) and not (other / "seed0" / "detector").exists()
+    assert not (other / "data").exists() and (other / "seed0" / "heads" / "model_final.pt").is_file()
+    assert set(resplit["rows"]) == {"class_agnostic", "transfer_mlp", "oracle"}
+    assert sorted(resplit["split"]["B"]) != sorted(summary["split"]["B"])
+    assert resplit["rows"]["oracle"]["AP"]["bbox all"] == summary["rows"]["oracle"]["AP"]["bbox all"]
+
+
+def test_reused_detectors_must_exist(tmp_path):
+    recipe = tiny_recipe("unused")
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump({
+        "recipe": "recipe.yaml", "data": {"num_train": 2, "num_val": 2, "seed": 5},
+        "heads": {"class_agnostic": {"predictor": {"kind": "class_agnostic"}}}}))
+    config = load_experiment(tmp_path / "experiment.yaml", [f"detectors={tmp_path / 'nowhere'}"])
+    with pytest.raises(ConfigError, match="detectors: .* holds no synthetic set"):
+        Experiment(config, tmp_path / "out", progress=False, log=lambda m: None).run()
+    assert not (tmp_path / "out" / "seed0").exists()
+    with pytest.raises(ConfigError, match="reused detectors serve stage-wise heads"):
+        load_experiment(tmp_path / "experiment.yaml", [f"detectors={tmp_path}", "heads={}",
+                                                       "e2e={e: {predictor: {kind: transfer}}}"])
 
 
 def _bootstrap(aps: dict[str, float], seed: int = 0):

@@ -9,7 +9,10 @@ bootstrap intervals over those images shared by every row, so the table shows wh
 noise. The validation images are only ever scored, never used to choose anything.
 
 Every stage writes its run directory and is skipped when its final checkpoint exists, so
-an interrupted experiment continues where it stopped.
+an interrupted experiment continues where it stopped. The stage-1 detector sees the boxes of
+every class, so it does not depend on the split: ``detectors`` points an experiment at an
+earlier one's data and detectors, to train and compare heads on another split (or with
+other settings) without training the detectors again.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -72,6 +75,9 @@ class ExperimentConfig:
     summary: Summary = field(default_factory=Summary)
     bootstrap_samples: int = 1000
     prediction_images: int = 4
+    # An earlier experiment's output directory whose data and stage-1 detectors (trained
+    # on the same data spec and seeds) this one uses instead of its own.
+    detectors: str | None = None
 
     def check(self) -> None:
         if not self.heads and not self.e2e:
@@ -81,6 +87,8 @@ class ExperimentConfig:
         overlap = set(self.heads) & set(self.e2e)
         if overlap:
             raise ConfigError(f"e2e: names shared with heads: {sorted(overlap)}")
+        if self.detectors is not None and not self.heads:
+            raise ConfigError("detectors: reused detectors serve stage-wise heads, and this experiment has none")
 
 
 def load_experiment(path: str | os.PathLike, overrides: Sequence[str] = ()) -> ExperimentConfig:
@@ -102,7 +110,8 @@ class Experiment:
         self.out_dir = Path(out_dir)
         self.progress = progress
         self.log = log
-        self.data_dir = self.out_dir / "data"
+        self.detectors_dir = Path(config.detectors) if config.detectors is not None else None
+        self.data_dir = (self.detectors_dir or self.out_dir) / "data"
         self.timings: dict[str, float] = {}
         recipe = load_yaml(config.recipe)
         self.recipe = apply_overrides(recipe, list(config.overrides) + [f"data.root={self.data_dir}"])
@@ -148,6 +157,9 @@ class Experiment:
         if present():
             self.log(f"data: {self.data_dir} (already generated)")
             return
+        if self.detectors_dir is not None:
+            raise ConfigError(f"detectors: {self.data_dir} holds no synthetic set generated with this "
+                              f"experiment's data settings ({wanted})")
         self.log(f"data: generating {spec.num_train} training and {spec.num_val} validation images")
         private = self.out_dir / f".data-{os.getpid()}"
         self._timed("data", generate_dataset, private, spec.num_train, spec.num_val, spec.seed, spec.scene)
@@ -172,12 +184,22 @@ class Experiment:
             raise KeyboardInterrupt(f"{key} was interrupted; run the experiment again to continue")
         return result.checkpoint
 
+    def _detector(self, seed: int) -> Path:
+        if self.detectors_dir is None:
+            return self._train(f"seed {seed} detector", self._run_config("detector", seed),
+                               self.out_dir / f"seed{seed}" / "detector")
+        final = self.detectors_dir / f"seed{seed}" / "detector" / FINAL_NAME
+        if not final.is_file():
+            raise ConfigError(f"detectors: no trained detector of seed {seed} at {final}")
+        self.log(f"seed {seed} detector: {final} (reused)")
+        return final
+
     def train_seed(self, seed: int) -> dict[str, Path]:
         """Train the detector, the stage-wise heads and the end-to-end variants of one seed."""
         seed_dir = self.out_dir / f"seed{seed}"
         checkpoints = {}
         if self.config.heads:
-            detector = self._train(f"seed {seed} detector", self._run_config("detector", seed), seed_dir / "detector")
+            detector = self._detector(seed)
             config = self._run_config("heads", seed, train={"detector": str(detector)},
                                       heads=dict(self.config.heads))
             checkpoints["heads"] = self._train(f"seed {seed} heads", config, seed_dir / "heads")
@@ -240,10 +262,12 @@ class Experiment:
         if not evaluate:
             return None
         bootstrap, models, evaluator = self.evaluate(checkpoints)
-        summary = summarise(bootstrap, self.rows(), self.config.seeds, self.config.summary)
+        class_names = dict(zip(evaluator.category_map.category_ids, evaluator.category_map.names))
+        summary = summarise(bootstrap, self.rows(), self.config.seeds, self.config.summary, class_names)
         self.timings["total"] = time.perf_counter() - started
         summary["timings_seconds"] = {k: round(v, 1) for k, v in self.timings.items()}
-        summary["split"] = {"A": evaluator.a_ids, "B": evaluator.b_ids}
+        summary["split"] = {"A": evaluator.a_ids, "B": evaluator.b_ids,
+                            "B names": [class_names[i] for i in evaluator.b_ids]}
         summary["config"] = to_dict(self.config)
         (self.out_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
         table = format_table(summary, self.rows())
@@ -296,9 +320,21 @@ def _interval(estimate: float, samples: np.ndarray, difference: bool = False) ->
 COLUMNS = (("B", "segm"), ("A", "segm"), ("B", "bbox"), ("A", "bbox"), ("all", "bbox"))
 
 
-def summarise(bootstrap, rows: list[Row], seeds: Sequence[int], choice: Summary) -> dict:
+def _per_class(bootstrap, names: list[str], class_names: Mapping[int, str]) -> dict[str, float | None]:
+    """Mask AP (percent) of every class on the full set, mean over seeds (None: no objects)."""
+    out = {}
+    for category_id, class_name in class_names.items():
+        values = [bootstrap.per_category[n]["segm"][category_id] for n in names]
+        values = [v for v in values if v >= 0]
+        out[class_name] = round(100 * float(np.mean(values)), 2) if values else None
+    return out
+
+
+def summarise(bootstrap, rows: list[Row], seeds: Sequence[int], choice: Summary,
+              class_names: Mapping[int, str] | None = None) -> dict:
     """AP (percent) with 95% bootstrap intervals per row, averaged over seeds, and the
-    share of the baseline-to-oracle gap in mask AP on B that the method closes."""
+    share of the baseline-to-oracle gap in mask AP on B that the method closes. With
+    ``class_names`` (category id to name), each row also has its mask AP per class."""
     out = {"rows": {}, "seeds": list(seeds)}
     samples_b = {}
     for row in rows:
@@ -310,6 +346,8 @@ def summarise(bootstrap, rows: list[Row], seeds: Sequence[int], choice: Summary)
             if (subset, iou_type) == ("B", "segm"):
                 samples_b[row.name] = (estimate, samples)
         out["rows"][row.name] = {"training": row.training, "description": row.description, "AP": cells}
+        if class_names:
+            out["rows"][row.name]["mask AP per class"] = _per_class(bootstrap, names, class_names)
     if all(name in samples_b for name in (choice.baseline, choice.method, choice.oracle)):
         (base, base_s), (method, method_s), (oracle, oracle_s) = (
             samples_b[choice.baseline], samples_b[choice.method], samples_b[choice.oracle])
@@ -358,6 +396,14 @@ def format_table(summary: dict, rows: list[Row]) -> str:
                       f"share of the gap closed: "
                       + ("undefined (the oracle does not beat the baseline beyond the noise)" if fraction is None
                          else f"{100 * fraction:.0f}% [{100 * interval[0]:.0f}%, {100 * interval[1]:.0f}%]")]
+    b_names = summary.get("split", {}).get("B names")
+    if b_names and all("mask AP per class" in summary["rows"][row.name] for row in rows):
+        lines += ["", "Mask AP per class of B (mean over seeds, full validation set):", "",
+                  "| method | " + " | ".join(b_names) + " |", "| --- |" + " --- |" * len(b_names)]
+        for row in rows:
+            per_class = summary["rows"][row.name]["mask AP per class"]
+            lines.append(f"| {row.name} | " + " | ".join(
+                "-" if per_class[n] is None else f"{per_class[n]:.1f}" for n in b_names) + " |")
     timings = summary.get("timings_seconds")
     if timings:
         lines += ["", "time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())]

@@ -63,11 +63,14 @@ class BootstrapResult:
     (their 2.5 and 97.5 percentiles); statistics use the resamples where the AP is defined,
     and all four are -1 where it is undefined. ``samples`` holds the resampled values
     ([num_samples], -1 where undefined), ``resamples`` the image positions drawn.
+    ``per_category[name][iou_type][category_id]`` is each category's AP on the full set
+    (-1 where the category has no ground truth), as COCOeval's precision array gives it.
     """
 
     resamples: np.ndarray  # [num_samples, num_images], the same for every results list
     intervals: dict[str, dict[str, dict[str, dict[str, dict[str, float]]]]]
     samples: dict[str, dict[str, dict[str, dict[str, np.ndarray]]]]
+    per_category: dict[str, dict[str, dict[int, float]]]
 
 
 def match_images(gt: COCO, detections: COCO, iou_type: str,
@@ -167,11 +170,16 @@ def bootstrap(tables: Mapping[str, Mapping[str, MatchTable]],
     category_ids = sorted({int(i) for ids in subsets.values() for i in ids})
     intervals: dict = {}
     resampled: dict = {}
+    per_category: dict = {}
     for name, by_type in tables.items():
         intervals[name] = {subset: {} for subset in subsets}
         resampled[name] = {subset: {} for subset in subsets}
+        per_category[name] = {}
         for iou_type, table in by_type.items():
             values, defined = _category_values(table, category_ids, samples)
+            per_category[name][iou_type] = {
+                category_id: float(values[k, 0, 0]) if defined[k, 0] else -1.0
+                for k, category_id in enumerate(category_ids)}
             for subset, ids in subsets.items():
                 rows = [category_ids.index(int(i)) for i in ids]
                 means = _mean_over_categories(values[rows], defined[rows])
@@ -180,7 +188,7 @@ def bootstrap(tables: Mapping[str, Mapping[str, MatchTable]],
                     metric: _interval(float(row[0]), row[1:])
                     for metric, row in zip(BOOTSTRAP_METRICS, means)
                 }
-    return BootstrapResult(resamples, intervals, resampled)
+    return BootstrapResult(resamples, intervals, resampled, per_category)
 
 
 def paired_difference(result: BootstrapResult, first: str, second: str
