@@ -62,7 +62,7 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
                     "classes, either on a results file (--results) or on a trained model's "
                     "predictions (--checkpoint: every mask head of the model on the same "
                     "detections). SPLIT is voc, nonvoc, E{trial}_A{n}B{80-n}, synthetic, "
-                    "synthetic_disjoint, all, ids:ID,ID,... or names:NAME,NAME,...",
+                    "synthetic_disjoint, synthetic_A18B6, all, ids:ID,ID,... or names:NAME,NAME,...",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--results", type=Path, help="COCO results json to score")

@@ -13,6 +13,7 @@ from maskx.data.splits import (
 )
 from maskx.data.synthetic import (
     FAMILIES,
+    SYNTHETIC_A18B6_SPLIT_A,
     SYNTHETIC_CATEGORIES,
     SYNTHETIC_DISJOINT_SPLIT_A,
     SYNTHETIC_SPLIT_A,
@@ -111,6 +112,17 @@ def test_synthetic_split_gives_every_b_class_relatives_in_a():
         assert _families_of(a).count(family) == _families_of(b).count(family) == 2, family
 
 
+def test_synthetic_a18b6_split_gives_every_b_class_three_relatives_in_a():
+    a, b = resolve_split("synthetic_A18B6", SYNTHETIC_CATS)
+    names = dict(SYNTHETIC_CATEGORIES)
+    assert sorted(names[i] for i in a) == sorted(SYNTHETIC_A18B6_SPLIT_A)
+    assert len(a) == 18 and len(b) == 6 and sorted(a + b) == list(range(1, 25))
+    for family in FAMILIES:
+        assert _families_of(a).count(family) == 3 and _families_of(b).count(family) == 1, family
+    # Its B classes are B classes of the default split too, so the two compare on them.
+    assert set(b) < set(resolve_split("synthetic", SYNTHETIC_CATS)[1])
+
+
 def test_synthetic_disjoint_split_gives_no_b_class_a_relative():
     a, b = resolve_split("synthetic_disjoint", SYNTHETIC_CATS)
     a_families, b_families = set(_families_of(a)), set(_families_of(b))
@@ -139,9 +151,9 @@ def test_bad_split_names(name, message):
 
 def test_split_names_lists_every_named_split():
     names = split_names()
-    assert names[:2] == ["voc", "nonvoc"] and len(names) == 30
-    assert names[-3:] == ["synthetic", "synthetic_disjoint", "all"]
-    for name in names[:-3]:
+    assert names[:2] == ["voc", "nonvoc"] and len(names) == 31
+    assert names[-4:] == ["synthetic", "synthetic_disjoint", "synthetic_A18B6", "all"]
+    for name in names[:-4]:
         resolve_split(name, COCO_CATS)
     for name in names[-3:-1]:
         resolve_split(name, SYNTHETIC_CATS)

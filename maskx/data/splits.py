@@ -10,6 +10,7 @@ A split is named by a string, resolved against a dataset's category list:
   family in A and two in B, so every B class has relatives in A.
 - ``synthetic_disjoint``: the synthetic benchmark's control split, three whole families
   in A and the other three in B, so no B class has a relative in A.
+- ``synthetic_A18B6``: three members of every family in A, one in B.
 - ``ids:1,2,3``: A = these category ids, B = every other category.
 - ``names:person,car``: A = the categories with these names, B = every other category.
 - ``all``: every category in A, B empty (full supervision: the oracle).
@@ -156,7 +157,7 @@ def _a_ids(name: str, categories: Sequence[Mapping]) -> set[int]:
         )
     raise ValueError(
         f"unknown split {name!r}: use voc, nonvoc, E{{trial}}_A{{n}}B{{80-n}}, synthetic, "
-        f"synthetic_disjoint, all, ids:ID,ID,... or names:NAME,NAME,..."
+        f"synthetic_disjoint, synthetic_A18B6, all, ids:ID,ID,... or names:NAME,NAME,..."
     )
 
 

@@ -38,6 +38,19 @@ SYNTHETIC_SPLIT_A: tuple[str, ...] = (
     "letter_l", "letter_h",
 )
 
+# Split "synthetic_A18B6": three members of every family in A, the default split's B
+# classes pacman, window, arrowhead, latin_cross, star_4 and letter_e joining them, so T
+# learns from 18 classes (as the paper's non-VOC -> VOC direction learns from 60 of 80)
+# and every B class has three relatives with masks.
+SYNTHETIC_A18B6_SPLIT_A: tuple[str, ...] = (
+    "disk", "ring", "pacman",
+    "square", "notched_square", "window",
+    "triangle", "holed_triangle", "arrowhead",
+    "plus", "thin_plus", "latin_cross",
+    "star_5", "holed_star", "star_4",
+    "letter_l", "letter_h", "letter_e",
+)
+
 # Control split "synthetic_disjoint": whole families in A (the curved and pointed ones)
 # and in B (the rectilinear ones), so no B class has a relative in A. The gap between the
 # two splits measures what T draws from related classes.
@@ -50,4 +63,5 @@ SYNTHETIC_DISJOINT_SPLIT_A: tuple[str, ...] = tuple(
 SYNTHETIC_SPLITS: dict[str, tuple[str, ...]] = {
     "synthetic": SYNTHETIC_SPLIT_A,
     "synthetic_disjoint": SYNTHETIC_DISJOINT_SPLIT_A,
+    "synthetic_A18B6": SYNTHETIC_A18B6_SPLIT_A,
 }
