@@ -177,8 +177,9 @@ def bootstrap(tables: Mapping[str, Mapping[str, MatchTable]],
         per_category[name] = {}
         for iou_type, table in by_type.items():
             values, defined = _category_values(table, category_ids, samples)
+            # Sample row 0 is the full set.
             per_category[name][iou_type] = {
-                category_id: float(values[k, 0, 0]) if defined[k, 0] else -1.0
+                category_id: float(values[k, BOOTSTRAP_METRICS.index("AP"), 0]) if defined[k, 0] else -1.0
                 for k, category_id in enumerate(category_ids)}
             for subset, ids in subsets.items():
                 rows = [category_ids.index(int(i)) for i in ids]
