@@ -12,6 +12,7 @@ from maskx.data.splits import (
     split_names,
 )
 from maskx.data.synthetic import (
+    COMPOSED_SET,
     FAMILIES,
     SYNTHETIC_A18B6_SPLIT_A,
     SYNTHETIC_CATEGORIES,
@@ -22,6 +23,7 @@ from maskx.data.synthetic import (
 
 COCO_CATS = [{"id": i, "name": n, "supercategory": "x"} for i, n in COCO_CATEGORIES]
 SYNTHETIC_CATS = [{"id": i, "name": n} for i, n in SYNTHETIC_CATEGORIES]
+COMPOSED_CATS = [{"id": i, "name": n} for i, n in COMPOSED_SET.categories]
 
 
 def test_coco_has_80_categories_with_standard_ids():
@@ -102,7 +104,7 @@ def test_synthetic_splits_by_name(name, a_names):
     names = dict(SYNTHETIC_CATEGORIES)
     assert [names[i] for i in a] == list(a_names)
     assert len(a) == len(b) == 12 and sorted(a + b) == list(range(1, 25))
-    with pytest.raises(ValueError, match="synthetic benchmark's categories"):
+    with pytest.raises(ValueError, match="synthetic benchmark's 'families' categories"):
         resolve_split(name, COCO_CATS)
 
 
@@ -129,6 +131,43 @@ def test_synthetic_disjoint_split_gives_no_b_class_a_relative():
     assert len(a_families) == len(b_families) == 3 and not a_families & b_families
 
 
+def _composed_names(ids: list[int]) -> list[str]:
+    return [dict(COMPOSED_SET.categories)[i] for i in ids]
+
+
+def test_synthetic_composed_split_shows_every_b_class_its_base_and_its_detail_in_a():
+    from maskx.data.synthetic.composed import COMPOSED_VARIANT_OF
+
+    a, b = resolve_split("synthetic_composed", COMPOSED_CATS)
+    assert len(a) == len(b) == 12 and sorted(a + b) == list(range(1, 25))
+    a_names, b_names = _composed_names(a), _composed_names(b)
+    families = COMPOSED_SET.supercategories
+    for name in b_names:
+        variant, base = COMPOSED_VARIANT_OF[name], families[name]
+        assert base in a_names, name  # the plain outline
+        others = [n for n in a_names if COMPOSED_VARIANT_OF[n] == variant and families[n] != base]
+        assert len(others) == 2, (name, others)  # the detail, on two other bases
+    for family in COMPOSED_SET.families:
+        assert [families[n] for n in a_names].count(family) == 2, family
+    with pytest.raises(ValueError, match="'composed' categories"):
+        resolve_split("synthetic_composed", SYNTHETIC_CATS)
+    with pytest.raises(ValueError, match="'families' categories"):
+        resolve_split("synthetic", COMPOSED_CATS)
+
+
+def test_synthetic_composed_unseen_split_shows_no_b_detail_in_a():
+    from maskx.data.synthetic.composed import COMPOSED_VARIANT_OF
+
+    a, b = resolve_split("synthetic_composed_unseen", COMPOSED_CATS)
+    assert len(a) == len(b) == 12
+    a_variants = {COMPOSED_VARIANT_OF[n] for n in _composed_names(a)}
+    b_variants = {COMPOSED_VARIANT_OF[n] for n in _composed_names(b)}
+    assert a_variants == {"plain", "holed"} and b_variants == {"notched", "split"}
+    # Both composed splits share their B classes' bases, and half their B classes.
+    b_composed = set(resolve_split("synthetic_composed", COMPOSED_CATS)[1])
+    assert len(set(b) & b_composed) == 8
+
+
 def test_explicit_lists():
     a, b = resolve_split("ids:3, 1", SYNTHETIC_CATS)
     assert a == [1, 3] and b == [i for i in range(2, 25) if i != 3]
@@ -151,12 +190,14 @@ def test_bad_split_names(name, message):
 
 def test_split_names_lists_every_named_split():
     names = split_names()
-    assert names[:2] == ["voc", "nonvoc"] and len(names) == 31
-    assert names[-4:] == ["synthetic", "synthetic_disjoint", "synthetic_A18B6", "all"]
-    for name in names[:-4]:
+    assert names[:2] == ["voc", "nonvoc"] and len(names) == 33
+    synthetic = ["synthetic", "synthetic_disjoint", "synthetic_A18B6", "synthetic_composed",
+                 "synthetic_composed_unseen"]
+    assert names[-6:] == [*synthetic, "all"]
+    for name in names[:-6]:
         resolve_split(name, COCO_CATS)
-    for name in names[-3:-1]:
-        resolve_split(name, SYNTHETIC_CATS)
+    for name in synthetic:
+        resolve_split(name, COMPOSED_CATS if "composed" in name else SYNTHETIC_CATS)
 
 
 def test_split_all_is_full_supervision():

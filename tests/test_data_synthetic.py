@@ -7,6 +7,8 @@ from pycocotools import mask as mask_utils
 
 from maskx import cli
 from maskx.data.synthetic import (
+    CATEGORY_SETS,
+    COMPOSED_SET,
     FAMILIES,
     FAMILY_PATTERNS,
     SHAPES,
@@ -20,11 +22,11 @@ from maskx.data.synthetic.textures import PATTERNS, colour_at_distance, pattern
 from maskx.data.validation import load_coco
 
 
-def _raster(name: str, pixels: int) -> np.ndarray:
+def _raster(name: str, pixels: int, shapes=SHAPES) -> np.ndarray:
     """The canonical shape on a ``pixels``-square grid over [-1.1, 1.1]^2, pixel centres."""
     centres = -1.1 + 2.2 * (np.arange(pixels) + 0.5) / pixels
     yy, xx = np.meshgrid(centres, centres, indexing="ij")
-    return SHAPES[name](xx, yy)
+    return shapes[name](xx, yy)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -36,32 +38,43 @@ def _tight_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     return xs.min(), ys.min(), xs.max(), ys.max()
 
 
-def _point(name: str, x: float, y: float) -> bool:
-    return bool(SHAPES[name](np.array([x]), np.array([y]))[0])
+def _point(name: str, x: float, y: float, shapes=SHAPES) -> bool:
+    return bool(shapes[name](np.array([x]), np.array([y]))[0])
 
 
-def test_six_families_of_four_are_the_categories_in_order():
-    assert len(FAMILIES) == 6 and all(len(members) == 4 for members in FAMILIES.values())
-    names = [name for members in FAMILIES.values() for name in members]
-    assert list(SHAPES) == names and len(set(names)) == 24
-    assert list(SYNTHETIC_CATEGORIES) == [(i + 1, name) for i, name in enumerate(names)]
-    for family, members in FAMILIES.items():
-        assert {SYNTHETIC_SUPERCATEGORIES[name] for name in members} == {family}
+@pytest.mark.parametrize("category_set", CATEGORY_SETS.values(), ids=list(CATEGORY_SETS))
+def test_six_families_of_four_are_the_categories_in_order(category_set):
+    families = category_set.families
+    assert len(families) == 6 and all(len(members) == 4 for members in families.values())
+    names = [name for members in families.values() for name in members]
+    assert list(category_set.shapes) == names and len(set(names)) == 24
+    assert list(category_set.categories) == [(i + 1, name) for i, name in enumerate(names)]
+    for family, members in families.items():
+        assert {category_set.supercategories[name] for name in members} == {family}
     # One pattern kind per family, each a kind backgrounds use too.
-    assert set(FAMILY_PATTERNS) == set(FAMILIES)
-    assert sorted(FAMILY_PATTERNS.values()) == sorted(PATTERNS)
+    assert set(category_set.patterns) == set(families)
+    assert sorted(category_set.patterns.values()) == sorted(PATTERNS)
 
 
+def test_the_default_set_is_the_families_set():
+    assert SHAPES is CATEGORY_SETS["families"].shapes and FAMILIES is CATEGORY_SETS["families"].families
+    assert SYNTHETIC_CATEGORIES == CATEGORY_SETS["families"].categories
+    assert SYNTHETIC_SUPERCATEGORIES == CATEGORY_SETS["families"].supercategories
+    assert FAMILY_PATTERNS is CATEGORY_SETS["families"].patterns
+
+
+@pytest.mark.parametrize("category_set", CATEGORY_SETS.values(), ids=list(CATEGORY_SETS))
 @pytest.mark.parametrize("pixels", [96, 30])
-def test_family_members_differ_but_resemble_each_other(pixels):
+def test_family_members_differ_but_resemble_each_other(pixels, category_set):
     # 30 px is about the smallest size at which a detector should tell members apart.
-    masks = {name: _raster(name, pixels) for name in SHAPES}
+    shapes, supercategories = category_set.shapes, category_set.supercategories
+    masks = {name: _raster(name, pixels, shapes) for name in shapes}
     for name, mask in masks.items():
         assert 0.15 < mask.mean() < 0.85, name
     within, across = {}, {}
-    for a, b in combinations(SHAPES, 2):
+    for a, b in combinations(shapes, 2):
         iou = _iou(masks[a], masks[b])
-        family_a, family_b = SYNTHETIC_SUPERCATEGORIES[a], SYNTHETIC_SUPERCATEGORIES[b]
+        family_a, family_b = supercategories[a], supercategories[b]
         if family_a == family_b:
             assert iou < 0.8, (a, b, iou)
             within.setdefault(family_a, []).append(iou)
@@ -69,8 +82,29 @@ def test_family_members_differ_but_resemble_each_other(pixels):
             assert iou < 0.9, (a, b, iou)
             across.setdefault(family_a, []).append(iou)
             across.setdefault(family_b, []).append(iou)
-    for family in FAMILIES:
+    for family in category_set.families:
         assert np.mean(within[family]) > np.mean(across[family]) + 0.1, family
+
+
+def test_composed_variants_do_the_same_to_every_base():
+    from maskx.data.synthetic.composed import BASES, VARIANTS
+
+    shapes = COMPOSED_SET.shapes
+    assert VARIANTS == ("plain", "holed", "notched", "split")
+    for base, (_, (cx, cy)) in BASES.items():
+        plain, holed, notched, split = COMPOSED_SET.families[base]
+        assert plain == base
+        # The centre is inside the plain outline, in the hole, on the cut.
+        assert _point(plain, cx, cy, shapes) and _point(notched, cx - 0.05, cy + 0.05, shapes)
+        assert not _point(holed, cx, cy, shapes) and not _point(split, cx, cy, shapes)
+        # The notch is the upper-right quadrant; the cut leaves the rest of the axis.
+        assert _point(plain, cx + 0.1, cy - 0.1, shapes) and not _point(notched, cx + 0.1, cy - 0.1, shapes)
+        assert _point(split, cx, cy + 0.25, shapes) or not _point(plain, cx, cy + 0.25, shapes)
+        masks = {name: _raster(name, 96, shapes) for name in (plain, holed, notched, split)}
+        for variant in (holed, notched, split):
+            # Every variant only removes from its base: a fifth to two fifths of it.
+            assert not (masks[variant] & ~masks[plain]).any(), variant
+            assert 0.55 < masks[variant].sum() / masks[plain].sum() < 0.8, variant
 
 
 def test_details_sit_where_they_should():
@@ -110,6 +144,18 @@ def test_colour_at_distance_keeps_to_the_cube():
 
 def _scenes(count: int, config: SceneConfig = SceneConfig()):
     return [render_scene(np.random.default_rng([5, i]), config) for i in range(count)]
+
+
+def test_composed_scenes_draw_from_the_composed_set(tmp_path):
+    scenes = _scenes(40, SceneConfig(categories="composed"))
+    assert {cat for scene in scenes for cat in scene.category_ids} == {i for i, _ in COMPOSED_SET.categories}
+    generate_dataset(tmp_path, num_train=2, num_val=0, seed=0, config=SceneConfig(categories="composed"))
+    dataset = json.loads((tmp_path / "annotations/instances_train.json").read_text())
+    assert [(c["id"], c["name"], c["supercategory"]) for c in dataset["categories"]] == [
+        (i, name, COMPOSED_SET.supercategories[name]) for i, name in COMPOSED_SET.categories]
+    assert dataset["info"]["scene_config"]["categories"] == "composed"
+    # Same seed, other classes: the set changes what is drawn.
+    assert _scenes(1, SceneConfig(categories="composed"))[0].image.tobytes() != _scenes(1)[0].image.tobytes()
 
 
 def test_scenes_cover_classes_sizes_and_occlusion():
@@ -225,6 +271,7 @@ def test_generation_is_deterministic_and_per_image(tmp_path):
     {"num_train": 1, "num_val": 1, "seed": 0, "config": SceneConfig(contrast=(-0.1, 0.2))},
     {"num_train": 1, "num_val": 1, "seed": 0, "config": SceneConfig(contrast=(0.1, 2.0))},
     {"num_train": 1, "num_val": 1, "seed": 0, "config": SceneConfig(edge_softness=-1.0)},
+    {"num_train": 1, "num_val": 1, "seed": 0, "config": SceneConfig(categories="animals")},
 ])
 def test_bad_generator_arguments(tmp_path, kwargs):
     with pytest.raises(ValueError):
@@ -239,6 +286,22 @@ def test_generate_data_command_passes_the_knobs_on(tmp_path, capsys):
     assert info["scene_config"]["edge_softness"] == 0.5
     assert cli.main(args + ["--contrast", "0.3", "0.2"]) == 2
     assert "contrast" in capsys.readouterr().err
+    assert cli.main(args + ["--categories", "composed"]) == 0
+    info = json.loads((tmp_path / "annotations/instances_train.json").read_text())["info"]
+    assert info["scene_config"]["categories"] == "composed"
+    assert "synthetic_composed" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(args + ["--categories", "animals"])
+    assert exit_info.value.code == 2
+
+
+def test_generate_data_command_offers_every_category_set():
+    import argparse
+
+    subparsers = argparse.ArgumentParser().add_subparsers()
+    parser = cli.add_generate_data_parser(subparsers)
+    choices = next(a.choices for a in parser._actions if a.dest == "categories")
+    assert tuple(choices) == tuple(CATEGORY_SETS)
 
 
 def test_pattern_knobs():

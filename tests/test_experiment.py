@@ -86,6 +86,27 @@ def test_reused_detectors_must_exist(tmp_path):
                                                        "e2e={e: {predictor: {kind: transfer}}}"])
 
 
+def test_category_set_and_split_are_checked_before_any_work(tmp_path):
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(tiny_recipe("unused")))
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump({
+        "recipe": "recipe.yaml", "data": {"num_train": 2, "num_val": 1, "seed": 5},
+        "heads": {"class_agnostic": {"predictor": {"kind": "class_agnostic"}},
+                  "oracle": {"predictor": {"kind": "class_specific"}, "split": "all"}}}))
+    with pytest.raises(ConfigError, match="data.scene.categories: unknown category set 'animals'"):
+        load_experiment(tmp_path / "experiment.yaml", ["data.scene.categories=animals"])
+    # The recipe's split (synthetic) belongs to the other category set.
+    config = load_experiment(tmp_path / "experiment.yaml", ["data.scene.categories=composed"])
+    with pytest.raises(ConfigError, match="data.split: split 'synthetic' needs .* 'families' categories"):
+        Experiment(config, tmp_path / "out", progress=False, log=lambda m: None)
+    config = load_experiment(tmp_path / "experiment.yaml", [
+        "data.scene.categories=composed", "overrides=[data.split=synthetic_composed]"])
+    experiment = Experiment(config, tmp_path / "out", progress=False, log=lambda m: None)
+    experiment.generate_data()
+    dataset = json.loads((tmp_path / "out/data/annotations/instances_val.json").read_text())
+    assert [c["name"] for c in dataset["categories"]][:4] == ["disk", "holed_disk", "notched_disk", "split_disk"]
+    assert not (tmp_path / "out" / "seed0").exists()
+
+
 def _bootstrap(aps: dict[str, float], seed: int = 0):
     """A stand-in for SplitEvaluator.evaluate_with_intervals: every row's AP (fractions)
     with 200 resamples scattered around it."""

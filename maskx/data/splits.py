@@ -11,12 +11,18 @@ A split is named by a string, resolved against a dataset's category list:
 - ``synthetic_disjoint``: the synthetic benchmark's control split, three whole families
   in A and the other three in B, so no B class has a relative in A.
 - ``synthetic_A18B6``: three members of every family in A, one in B.
+- ``synthetic_composed``: over the synthetic ``composed`` category set, every base
+  outline and one of its variants in A, so every B class has its base and its detail
+  in A.
+- ``synthetic_composed_unseen``: its control, the plain and holed classes in A, so no A
+  class shows a B class's detail.
 - ``ids:1,2,3``: A = these category ids, B = every other category.
 - ``names:person,car``: A = the categories with these names, B = every other category.
 - ``all``: every category in A, B empty (full supervision: the oracle).
 
 The COCO splits need COCO's 80 categories (ids and names) and the synthetic splits the
-synthetic benchmark's categories; asking for either on another category list fails.
+categories of their synthetic category set; asking for either on another category list
+fails.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from maskx.data.synthetic.categories import SYNTHETIC_CATEGORIES, SYNTHETIC_SPLITS
+from maskx.data.synthetic.categories import SYNTHETIC_SPLITS
 
 # COCO's 80 object categories with their standard ids (the same in COCO 2014 and 2017).
 COCO_CATEGORIES: tuple[tuple[int, str], ...] = (
@@ -139,11 +145,13 @@ def _a_ids(name: str, categories: Sequence[Mapping]) -> set[int]:
     if name.startswith(("ids:", "names:")):
         return _explicit_a_ids(name, categories)
     if name in SYNTHETIC_SPLITS:
+        category_set, a_names = SYNTHETIC_SPLITS[name]
         _require_category_list(
-            name, categories, SYNTHETIC_CATEGORIES, "the synthetic benchmark's categories"
+            name, categories, category_set.categories,
+            f"the synthetic benchmark's {category_set.name!r} categories",
         )
-        ids_by_name = {n: i for i, n in SYNTHETIC_CATEGORIES}
-        return {ids_by_name[n] for n in SYNTHETIC_SPLITS[name]}
+        ids_by_name = {n: i for i, n in category_set.categories}
+        return {ids_by_name[n] for n in a_names}
     coco_splits = {"voc": VOC_CATEGORY_IDS, "nonvoc": NONVOC_CATEGORY_IDS,
                    **coco_random_splits()}
     if name in coco_splits:
@@ -156,8 +164,8 @@ def _a_ids(name: str, categories: Sequence[Mapping]) -> set[int]:
             f"named E{{trial}}_A{{n}}B{{80-n}}"
         )
     raise ValueError(
-        f"unknown split {name!r}: use voc, nonvoc, E{{trial}}_A{{n}}B{{80-n}}, synthetic, "
-        f"synthetic_disjoint, synthetic_A18B6, all, ids:ID,ID,... or names:NAME,NAME,..."
+        f"unknown split {name!r}: use voc, nonvoc, E{{trial}}_A{{n}}B{{80-n}}, "
+        f"{', '.join(SYNTHETIC_SPLITS)}, all, ids:ID,ID,... or names:NAME,NAME,..."
     )
 
 

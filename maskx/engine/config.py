@@ -32,7 +32,8 @@ class DataConfig:
     val_annotations: str | None = None
     val_images: str | None = None
     # Which classes have masks (set A): a split name (voc, nonvoc, E1_A20B60, synthetic,
-    # synthetic_disjoint, synthetic_A18B6, ids:..., names:...) or "all" for full supervision (the oracle).
+    # synthetic_disjoint, synthetic_A18B6, synthetic_composed, synthetic_composed_unseen,
+    # ids:..., names:...) or "all" for full supervision (the oracle).
     split: str = "synthetic"
     # Images per step in each process; the effective batch is this times the world size.
     images_per_batch: int = 2

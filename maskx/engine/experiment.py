@@ -29,8 +29,8 @@ import numpy as np
 
 from maskx.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from maskx.data import CocoInstanceDataset, coco_layout
-from maskx.data.splits import ALL_CLASSES
-from maskx.data.synthetic import SceneConfig
+from maskx.data.splits import ALL_CLASSES, resolve_split
+from maskx.data.synthetic import CATEGORY_SETS, SceneConfig
 from maskx.engine.checkpoint import FINAL_NAME
 from maskx.engine.config import HeadConfig, RunConfig
 from maskx.engine.inference import evaluation_dataset, predict, run_inference
@@ -43,8 +43,14 @@ class SyntheticData:
     num_train: int = 400
     num_val: int = 100
     seed: int = 0
-    # The scene sampler's knobs (the benchmark's defaults unless changed).
+    # The scene sampler's knobs (the benchmark's defaults unless changed), among them the
+    # category set (scene.categories: families or composed).
     scene: SceneConfig = field(default_factory=SceneConfig)
+
+    def check(self) -> None:
+        if self.scene.categories not in CATEGORY_SETS:
+            raise ConfigError(f"scene.categories: unknown category set {self.scene.categories!r}; "
+                              f"expected one of {', '.join(CATEGORY_SETS)}")
 
 
 @dataclass
@@ -115,9 +121,16 @@ class Experiment:
         self.timings: dict[str, float] = {}
         recipe = load_yaml(config.recipe)
         self.recipe = apply_overrides(recipe, list(config.overrides) + [f"data.root={self.data_dir}"])
-        # Fail on a bad recipe or override before any work starts.
-        for stage in ("detector", "heads", "e2e"):
-            self._run_config(stage, 0)
+        # Fail on a bad recipe or override, or a split of another category set, before any
+        # work starts.
+        splits = {self._run_config(stage, 0).data.split for stage in ("detector", "heads", "e2e")}
+        splits |= {head.split for head in [*config.heads.values(), *config.e2e.values()] if head.split}
+        categories = [{"id": i, "name": n} for i, n in CATEGORY_SETS[config.data.scene.categories].categories]
+        for split in sorted(splits):
+            try:
+                resolve_split(split, categories)
+            except ValueError as exc:
+                raise ConfigError(f"data.split: {exc}") from None
 
     def _run_config(self, stage: str, seed: int, **extra) -> RunConfig:
         overrides = {"detector": self.config.detector_overrides, "heads": self.config.heads_overrides,

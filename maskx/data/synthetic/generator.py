@@ -1,9 +1,10 @@
 """The synthetic partially supervised benchmark: scene rendering and COCO-format output.
 
 Design (version 2, fixed before any method is compared on it): images of 256..320 px a
-side; 2 to 8 objects each, classes drawn uniformly from 24 shapes in 6 families of 4
-(``shapes.FAMILIES``). The members of a family share a base outline and a surface pattern
-kind (``categories.FAMILY_PATTERNS``) and differ in a detail that changes the mask.
+side; 2 to 8 objects each, classes drawn uniformly from a category set of 24 shapes in 6
+families of 4 (``categories.CATEGORY_SETS``: ``families``, the default, or ``composed``).
+The members of a family share a base outline and a surface pattern kind and differ in a
+detail that changes the mask.
 Backgrounds are patchworks of the same pattern kinds, and each object's mean colour lies
 a set distance (``SceneConfig.contrast``) from the mean colour of what it covers, with a
 softened edge (``SceneConfig.edge_softness``): objects are easy to find, but their exact
@@ -31,12 +32,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 from pycocotools import mask as mask_utils
 
-from maskx.data.synthetic.categories import (
-    FAMILY_PATTERNS,
-    SYNTHETIC_CATEGORIES,
-    SYNTHETIC_SUPERCATEGORIES,
-)
-from maskx.data.synthetic.shapes import SHAPES
+from maskx.data.synthetic.categories import CATEGORY_SETS, CategorySet
 from maskx.data.synthetic.textures import background, colour_at_distance, grime, surface
 
 SYNTHETIC_VERSION = 2
@@ -62,6 +58,8 @@ class SceneConfig:
     - ``pattern_amplitude``: range of the RGB amplitude of the surface patterns.
     - ``background_patterns``: background patches wear the objects' pattern kinds too
       (False: plain patches, so that a pattern marks an object).
+
+    ``categories`` names the category set the objects are drawn from.
     """
 
     min_image_size: int = 256
@@ -81,6 +79,7 @@ class SceneConfig:
     edge_softness: float = 1.0
     pattern_amplitude: tuple[float, float] = (0.15, 0.35)
     background_patterns: bool = True
+    categories: str = "families"
 
 
 @dataclasses.dataclass
@@ -92,7 +91,7 @@ class Scene:
     masks: np.ndarray  # H x W x K uint8 (Fortran order), visible part of each instance
 
 
-def _rasterise(shape_name: str, rng: np.random.Generator, config: SceneConfig,
+def _rasterise(shape, rng: np.random.Generator, config: SceneConfig,
                height: int, width: int):
     """Sample the pose of one object; return its mask on its own window and the window."""
     max_size = config.max_object_fraction * min(height, width)
@@ -110,7 +109,14 @@ def _rasterise(shape_name: str, rng: np.random.Generator, config: SceneConfig,
     cos, sin = np.cos(angle), np.sin(angle)
     u = (cos * dx + sin * dy) / semi_x
     v = (-sin * dx + cos * dy) / semi_y
-    return SHAPES[shape_name](u, v), (x0, y0, x1, y1)
+    return shape(u, v), (x0, y0, x1, y1)
+
+
+def _category_set(config: SceneConfig) -> CategorySet:
+    if config.categories not in CATEGORY_SETS:
+        raise ValueError(f"unknown category set {config.categories!r}: expected one of "
+                         f"{', '.join(CATEGORY_SETS)}")
+    return CATEGORY_SETS[config.categories]
 
 
 def _soft_alpha(mask: np.ndarray, sigma: float) -> np.ndarray:
@@ -123,6 +129,7 @@ def _soft_alpha(mask: np.ndarray, sigma: float) -> np.ndarray:
 
 def render_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig()) -> Scene:
     """One scene drawn from ``rng``: background, objects back to front, visible masks."""
+    category_set = _category_set(config)
     height = int(rng.integers(config.min_image_size, config.max_image_size + 1))
     width = int(rng.integers(config.min_image_size, config.max_image_size + 1))
     image = background(rng, height, width, config.background_patterns)
@@ -130,9 +137,9 @@ def render_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig()) 
     full_areas: list[int] = []
     category_ids: list[int] = []
     for _ in range(int(rng.integers(config.min_objects, config.max_objects + 1))):
-        category_id, shape_name = SYNTHETIC_CATEGORIES[rng.integers(len(SYNTHETIC_CATEGORIES))]
+        category_id, name = category_set.categories[rng.integers(len(category_set.categories))]
         for _ in range(config.placement_tries):
-            local, (x0, y0, x1, y1) = _rasterise(shape_name, rng, config, height, width)
+            local, (x0, y0, x1, y1) = _rasterise(category_set.shapes[name], rng, config, height, width)
             full_area = int(local.sum())
             # Crop the object's window to the image.
             cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
@@ -154,7 +161,7 @@ def render_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig()) 
             window = image[:, cy0:cy1, cx0:cx1]
             contrast = rng.uniform(*config.contrast)
             colour = colour_at_distance(rng, window[:, local].mean(axis=1), contrast)
-            pattern_kind = FAMILY_PATTERNS[SYNTHETIC_SUPERCATEGORIES[shape_name]]
+            pattern_kind = category_set.patterns[category_set.supercategories[name]]
             texture = surface(rng, pattern_kind, cy1 - cy0, cx1 - cx0, colour, config.pattern_amplitude)
             alpha = _soft_alpha(local, rng.uniform(0.0, config.edge_softness))
             window += alpha * (texture - window)
@@ -180,6 +187,7 @@ def _write_subset(out_dir: Path, subset: str, num_images: int, seed: int,
                   config: SceneConfig) -> dict:
     image_dir = out_dir / subset
     image_dir.mkdir(parents=True, exist_ok=True)
+    category_set = _category_set(config)
     images, annotations = [], []
     for index in range(num_images):
         rng = np.random.default_rng([seed, SUBSETS.index(subset), index])
@@ -215,8 +223,8 @@ def _write_subset(out_dir: Path, subset: str, num_images: int, seed: int,
         "images": images,
         "annotations": annotations,
         "categories": [
-            {"id": cat_id, "name": name, "supercategory": SYNTHETIC_SUPERCATEGORIES[name]}
-            for cat_id, name in SYNTHETIC_CATEGORIES
+            {"id": cat_id, "name": name, "supercategory": category_set.supercategories[name]}
+            for cat_id, name in category_set.categories
         ],
     }
     annotation_dir = out_dir / "annotations"
@@ -244,6 +252,7 @@ def generate_dataset(out_dir: str | os.PathLike, num_train: int, num_val: int, s
         raise ValueError("need 0 <= contrast[0] <= contrast[1] <= sqrt(3)")
     if config.edge_softness < 0:
         raise ValueError("edge_softness must be non-negative")
+    _category_set(config)
     out_dir = Path(out_dir)
     return {
         "train": _write_subset(out_dir, "train", num_train, seed, config),

@@ -20,7 +20,7 @@ import numpy as np
 ShapeFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def _inside_polygon(x: np.ndarray, y: np.ndarray, vertices) -> np.ndarray:
+def inside_polygon(x: np.ndarray, y: np.ndarray, vertices) -> np.ndarray:
     """Even-odd rule, vectorised over points, one pass per polygon edge."""
     vertices = np.asarray(vertices, dtype=np.float64)
     inside = np.zeros(np.shape(x), dtype=bool)
@@ -34,14 +34,15 @@ def _inside_polygon(x: np.ndarray, y: np.ndarray, vertices) -> np.ndarray:
     return inside
 
 
-def _star_polygon(points: int, inner_radius: float, phase: float) -> np.ndarray:
+def star_polygon(points: int, inner_radius: float, phase: float) -> np.ndarray:
     """Vertices of a star with tips at radius 1, the first tip at angle ``phase``."""
     angles = phase + np.arange(2 * points) * np.pi / points
     radii = np.where(np.arange(2 * points) % 2 == 0, 1.0, inner_radius)
     return np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
 
 
-def _box(x, y, x0, x1, y0, y1) -> np.ndarray:
+def box(x, y, x0, x1, y0, y1) -> np.ndarray:
+    """The axis-aligned rectangle [x0, x1] x [y0, y1]."""
     return (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
 
 
@@ -105,20 +106,20 @@ _TRIANGLE_CENTROID = _TRIANGLE.mean(axis=0)
 
 
 def triangle(x, y):
-    return _inside_polygon(x, y, _TRIANGLE)
+    return inside_polygon(x, y, _TRIANGLE)
 
 
 def holed_triangle(x, y):
     hole = _TRIANGLE_CENTROID + 0.5 * (_TRIANGLE - _TRIANGLE_CENTROID)
-    return triangle(x, y) & ~_inside_polygon(x, y, hole)
+    return triangle(x, y) & ~inside_polygon(x, y, hole)
 
 
 def arrowhead(x, y):
-    return triangle(x, y) & ~_inside_polygon(x, y, [(-0.95, 0.85), (0.0, 0.1), (0.95, 0.85)])
+    return triangle(x, y) & ~inside_polygon(x, y, [(-0.95, 0.85), (0.0, 0.1), (0.95, 0.85)])
 
 
 def trapezoid(x, y):
-    return _inside_polygon(x, y, [(-0.4, -0.85), (0.4, -0.85), (0.95, 0.85), (-0.95, 0.85)])
+    return inside_polygon(x, y, [(-0.4, -0.85), (0.4, -0.85), (0.95, 0.85), (-0.95, 0.85)])
 
 
 # Plus family: a plus, a thin-armed plus, a Latin cross (the cross bar moved up) and a T
@@ -139,37 +140,37 @@ def thin_plus(x, y):
 
 
 def latin_cross(x, y):
-    return _box(x, y, -_ARM, _ARM, -0.95, 0.95) | _box(x, y, -0.95, 0.95, -0.65, -0.05)
+    return box(x, y, -_ARM, _ARM, -0.95, 0.95) | box(x, y, -0.95, 0.95, -0.65, -0.05)
 
 
 def tee(x, y):
-    return _box(x, y, -_ARM, _ARM, -0.95, 0.95) | _box(x, y, -0.95, 0.95, -0.95, -0.35)
+    return box(x, y, -_ARM, _ARM, -0.95, 0.95) | box(x, y, -0.95, 0.95, -0.95, -0.35)
 
 
 # Star family: five, four and six points, and a fuller five-pointed star with a hole.
 
-_STAR_5 = _star_polygon(5, 0.42, -np.pi / 2)
+_STAR_5 = star_polygon(5, 0.42, -np.pi / 2)
 # Tips on the diagonals, so that the 4-point star is not a thin plus.
-_STAR_4 = _star_polygon(4, 0.36, np.pi / 4)
-_STAR_6 = _star_polygon(6, 0.55, -np.pi / 2)
-_FULL_STAR_5 = _star_polygon(5, 0.52, -np.pi / 2)
+_STAR_4 = star_polygon(4, 0.36, np.pi / 4)
+_STAR_6 = star_polygon(6, 0.55, -np.pi / 2)
+_FULL_STAR_5 = star_polygon(5, 0.52, -np.pi / 2)
 
 
 def star_5(x, y):
-    return _inside_polygon(x, y, _STAR_5)
+    return inside_polygon(x, y, _STAR_5)
 
 
 def star_4(x, y):
-    return _inside_polygon(x, y, _STAR_4)
+    return inside_polygon(x, y, _STAR_4)
 
 
 def star_6(x, y):
-    return _inside_polygon(x, y, _STAR_6)
+    return inside_polygon(x, y, _STAR_6)
 
 
 def holed_star(x, y):
     # Fuller than star_5 so that the ring of star around the hole stays a few px wide.
-    return _inside_polygon(x, y, _FULL_STAR_5) & (_radius(x, y) >= 0.28)
+    return inside_polygon(x, y, _FULL_STAR_5) & (_radius(x, y) >= 0.28)
 
 
 # Bar-letter family: L, E, H and U from bars of one width in one frame.
@@ -182,31 +183,31 @@ _BOTTOM = (0.55, 0.95)
 
 
 def letter_l(x, y):
-    return _box(x, y, *_LEFT, -0.95, 0.95) | _box(x, y, -0.8, 0.8, *_BOTTOM)
+    return box(x, y, *_LEFT, -0.95, 0.95) | box(x, y, -0.8, 0.8, *_BOTTOM)
 
 
 def letter_e(x, y):
     return (
-        _box(x, y, *_LEFT, -0.95, 0.95)
-        | _box(x, y, -0.8, 0.8, *_TOP)
-        | _box(x, y, -0.8, 0.6, *_MIDDLE)
-        | _box(x, y, -0.8, 0.8, *_BOTTOM)
+        box(x, y, *_LEFT, -0.95, 0.95)
+        | box(x, y, -0.8, 0.8, *_TOP)
+        | box(x, y, -0.8, 0.6, *_MIDDLE)
+        | box(x, y, -0.8, 0.8, *_BOTTOM)
     )
 
 
 def letter_h(x, y):
     return (
-        _box(x, y, *_LEFT, -0.95, 0.95)
-        | _box(x, y, *_RIGHT, -0.95, 0.95)
-        | _box(x, y, -0.8, 0.8, *_MIDDLE)
+        box(x, y, *_LEFT, -0.95, 0.95)
+        | box(x, y, *_RIGHT, -0.95, 0.95)
+        | box(x, y, -0.8, 0.8, *_MIDDLE)
     )
 
 
 def letter_u(x, y):
     return (
-        _box(x, y, *_LEFT, -0.95, 0.95)
-        | _box(x, y, *_RIGHT, -0.95, 0.95)
-        | _box(x, y, -0.8, 0.8, *_BOTTOM)
+        box(x, y, *_LEFT, -0.95, 0.95)
+        | box(x, y, *_RIGHT, -0.95, 0.95)
+        | box(x, y, -0.8, 0.8, *_BOTTOM)
     )
 
 
