@@ -107,6 +107,29 @@ def test_category_set_and_split_are_checked_before_any_work(tmp_path):
     assert not (tmp_path / "out" / "seed0").exists()
 
 
+def test_data_of_an_older_marker_is_reused(tmp_path):
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(tiny_recipe("unused")))
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump({
+        "recipe": "recipe.yaml", "data": {"num_train": 1, "num_val": 1, "seed": 5},
+        "heads": {"class_agnostic": {"predictor": {"kind": "class_agnostic"}}}}))
+    messages = []
+    experiment = Experiment(load_experiment(tmp_path / "experiment.yaml"), tmp_path, progress=False,
+                            log=messages.append)
+    experiment.generate_data()
+    # Written before scene.categories existed: the knob takes its default, the set is reused.
+    marker = tmp_path / "data" / "generated.json"
+    recorded = json.loads(marker.read_text())
+    assert recorded["scene"].pop("categories") == "families"
+    marker.write_text(json.dumps(recorded))
+    experiment.generate_data()
+    assert "already generated" in messages[-1]
+    # Another seed is another set.
+    recorded["seed"] = 6
+    marker.write_text(json.dumps(recorded))
+    experiment.generate_data()
+    assert "generating" in messages[-1] and json.loads(marker.read_text())["seed"] == 5
+
+
 def _bootstrap(aps: dict[str, float], seed: int = 0):
     """A stand-in for SplitEvaluator.evaluate_with_intervals: every row's AP (fractions)
     with 200 resamples scattered around it."""

@@ -165,7 +165,16 @@ class Experiment:
 
         def present() -> bool:
             marker = self.data_dir / "generated.json"
-            return marker.is_file() and json.loads(marker.read_text()) == wanted
+            if not marker.is_file():
+                return False
+            recorded = json.loads(marker.read_text())
+            try:
+                # Through the dataclass, so that a knob added since takes its default.
+                recorded = {"version": recorded.pop("version", None),
+                            **to_dict(from_dict(SyntheticData, recorded))}
+            except ConfigError:
+                return False
+            return recorded == wanted
 
         if present():
             self.log(f"data: {self.data_dir} (already generated)")
