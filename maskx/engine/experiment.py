@@ -30,7 +30,8 @@ import numpy as np
 from maskx.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from maskx.data import CocoInstanceDataset, coco_layout
 from maskx.data.splits import ALL_CLASSES, resolve_split
-from maskx.data.synthetic import CATEGORY_SETS, SceneConfig
+from maskx.data.synthetic import SceneConfig
+from maskx.data.synthetic.categories import category_set
 from maskx.engine.checkpoint import FINAL_NAME
 from maskx.engine.config import HeadConfig, RunConfig
 from maskx.engine.inference import evaluation_dataset, predict, run_inference
@@ -48,9 +49,10 @@ class SyntheticData:
     scene: SceneConfig = field(default_factory=SceneConfig)
 
     def check(self) -> None:
-        if self.scene.categories not in CATEGORY_SETS:
-            raise ConfigError(f"scene.categories: unknown category set {self.scene.categories!r}; "
-                              f"expected one of {', '.join(CATEGORY_SETS)}")
+        try:
+            category_set(self.scene.categories)
+        except ValueError as exc:
+            raise ConfigError(f"scene.categories: {exc}") from None
 
 
 @dataclass
@@ -125,7 +127,7 @@ class Experiment:
         # work starts.
         splits = {self._run_config(stage, 0).data.split for stage in ("detector", "heads", "e2e")}
         splits |= {head.split for head in [*config.heads.values(), *config.e2e.values()] if head.split}
-        categories = [{"id": i, "name": n} for i, n in CATEGORY_SETS[config.data.scene.categories].categories]
+        categories = [{"id": i, "name": n} for i, n in category_set(config.data.scene.categories).categories]
         for split in sorted(splits):
             try:
                 resolve_split(split, categories)

@@ -56,6 +56,13 @@ COMPOSED_SET = CategorySet("composed", COMPOSED_SHAPES, COMPOSED_FAMILIES, {
 
 CATEGORY_SETS: dict[str, CategorySet] = {s.name: s for s in (FAMILIES_SET, COMPOSED_SET)}
 
+
+def category_set(name: str) -> CategorySet:
+    """The category set called ``name``; a ValueError naming the choices otherwise."""
+    if name not in CATEGORY_SETS:
+        raise ValueError(f"unknown category set {name!r}: expected one of {', '.join(CATEGORY_SETS)}")
+    return CATEGORY_SETS[name]
+
 # The default set's categories, supercategories and patterns.
 SYNTHETIC_CATEGORIES: tuple[tuple[int, str], ...] = FAMILIES_SET.categories
 SYNTHETIC_SUPERCATEGORIES: dict[str, str] = FAMILIES_SET.supercategories

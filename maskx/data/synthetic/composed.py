@@ -19,33 +19,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from maskx.data.synthetic.shapes import ShapeFn, inside_polygon, star_polygon
-
-_TRIANGLE = np.array([(0.0, -0.95), (0.95, 0.85), (-0.95, 0.85)])
-# Fuller than the families set's star_5, so a centred hole leaves a rim a few px wide.
-_STAR = star_polygon(5, 0.52, -np.pi / 2)
-_ARM = 0.3
-
-
-def _disk(x, y):
-    return np.hypot(x, y) <= 1.0
-
-
-def _square(x, y):
-    return np.maximum(np.abs(x), np.abs(y)) <= 0.9
-
-
-def _triangle(x, y):
-    return inside_polygon(x, y, _TRIANGLE)
-
-
-def _plus(x, y):
-    ax, ay = np.abs(x), np.abs(y)
-    return ((ax <= _ARM) & (ay <= 0.95)) | ((ay <= _ARM) & (ax <= 0.95))
-
-
-def _star(x, y):
-    return inside_polygon(x, y, _STAR)
+from maskx.data.synthetic.shapes import (
+    TRIANGLE_CENTROID,
+    ShapeFn,
+    disk,
+    full_star_5,
+    plus,
+    square,
+    triangle,
+)
 
 
 def _diamond(x, y):
@@ -55,11 +37,12 @@ def _diamond(x, y):
 # Base name -> (outline, the centre that the variants' details are placed about: the
 # centroid, so a triangle's hole and cut sit in its body, not near its apex).
 BASES: dict[str, tuple[ShapeFn, tuple[float, float]]] = {
-    "disk": (_disk, (0.0, 0.0)),
-    "square": (_square, (0.0, 0.0)),
-    "triangle": (_triangle, tuple(_TRIANGLE.mean(axis=0))),
-    "plus": (_plus, (0.0, 0.0)),
-    "star": (_star, (0.0, 0.0)),
+    "disk": (disk, (0.0, 0.0)),
+    "square": (square, (0.0, 0.0)),
+    "triangle": (triangle, tuple(TRIANGLE_CENTROID)),
+    "plus": (plus, (0.0, 0.0)),
+    # Fuller than the families set's star_5, so a centred hole leaves a rim a few px wide.
+    "star": (full_star_5, (0.0, 0.0)),
     "diamond": (_diamond, (0.0, 0.0)),
 }
 

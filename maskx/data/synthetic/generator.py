@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 from pycocotools import mask as mask_utils
 
-from maskx.data.synthetic.categories import CATEGORY_SETS, CategorySet
+from maskx.data.synthetic.categories import category_set
 from maskx.data.synthetic.textures import background, colour_at_distance, grime, surface
 
 SYNTHETIC_VERSION = 2
@@ -112,13 +112,6 @@ def _rasterise(shape, rng: np.random.Generator, config: SceneConfig,
     return shape(u, v), (x0, y0, x1, y1)
 
 
-def _category_set(config: SceneConfig) -> CategorySet:
-    if config.categories not in CATEGORY_SETS:
-        raise ValueError(f"unknown category set {config.categories!r}: expected one of "
-                         f"{', '.join(CATEGORY_SETS)}")
-    return CATEGORY_SETS[config.categories]
-
-
 def _soft_alpha(mask: np.ndarray, sigma: float) -> np.ndarray:
     """Opacity [h, w] in [0, 1] of a binary mask whose edge is blurred by ``sigma`` px."""
     # PIL blurs 8-bit images in C; 8 bits of opacity are plenty under the final noise.
@@ -129,7 +122,7 @@ def _soft_alpha(mask: np.ndarray, sigma: float) -> np.ndarray:
 
 def render_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig()) -> Scene:
     """One scene drawn from ``rng``: background, objects back to front, visible masks."""
-    category_set = _category_set(config)
+    classes = category_set(config.categories)
     height = int(rng.integers(config.min_image_size, config.max_image_size + 1))
     width = int(rng.integers(config.min_image_size, config.max_image_size + 1))
     image = background(rng, height, width, config.background_patterns)
@@ -137,9 +130,9 @@ def render_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig()) 
     full_areas: list[int] = []
     category_ids: list[int] = []
     for _ in range(int(rng.integers(config.min_objects, config.max_objects + 1))):
-        category_id, name = category_set.categories[rng.integers(len(category_set.categories))]
+        category_id, name = classes.categories[rng.integers(len(classes.categories))]
         for _ in range(config.placement_tries):
-            local, (x0, y0, x1, y1) = _rasterise(category_set.shapes[name], rng, config, height, width)
+            local, (x0, y0, x1, y1) = _rasterise(classes.shapes[name], rng, config, height, width)
             full_area = int(local.sum())
             # Crop the object's window to the image.
             cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
@@ -161,7 +154,7 @@ def render_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig()) 
             window = image[:, cy0:cy1, cx0:cx1]
             contrast = rng.uniform(*config.contrast)
             colour = colour_at_distance(rng, window[:, local].mean(axis=1), contrast)
-            pattern_kind = category_set.patterns[category_set.supercategories[name]]
+            pattern_kind = classes.patterns[classes.supercategories[name]]
             texture = surface(rng, pattern_kind, cy1 - cy0, cx1 - cx0, colour, config.pattern_amplitude)
             alpha = _soft_alpha(local, rng.uniform(0.0, config.edge_softness))
             window += alpha * (texture - window)
@@ -187,7 +180,7 @@ def _write_subset(out_dir: Path, subset: str, num_images: int, seed: int,
                   config: SceneConfig) -> dict:
     image_dir = out_dir / subset
     image_dir.mkdir(parents=True, exist_ok=True)
-    category_set = _category_set(config)
+    classes = category_set(config.categories)
     images, annotations = [], []
     for index in range(num_images):
         rng = np.random.default_rng([seed, SUBSETS.index(subset), index])
@@ -223,8 +216,8 @@ def _write_subset(out_dir: Path, subset: str, num_images: int, seed: int,
         "images": images,
         "annotations": annotations,
         "categories": [
-            {"id": cat_id, "name": name, "supercategory": category_set.supercategories[name]}
-            for cat_id, name in category_set.categories
+            {"id": cat_id, "name": name, "supercategory": classes.supercategories[name]}
+            for cat_id, name in classes.categories
         ],
     }
     annotation_dir = out_dir / "annotations"
@@ -252,7 +245,7 @@ def generate_dataset(out_dir: str | os.PathLike, num_train: int, num_val: int, s
         raise ValueError("need 0 <= contrast[0] <= contrast[1] <= sqrt(3)")
     if config.edge_softness < 0:
         raise ValueError("edge_softness must be non-negative")
-    _category_set(config)
+    category_set(config.categories)
     out_dir = Path(out_dir)
     return {
         "train": _write_subset(out_dir, "train", num_train, seed, config),

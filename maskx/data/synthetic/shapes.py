@@ -102,7 +102,7 @@ def notched_square(x, y):
 # into the base) and a trapezoid (the apex cut off wide).
 
 _TRIANGLE = np.array([(0.0, -0.95), (0.95, 0.85), (-0.95, 0.85)])
-_TRIANGLE_CENTROID = _TRIANGLE.mean(axis=0)
+TRIANGLE_CENTROID = _TRIANGLE.mean(axis=0)
 
 
 def triangle(x, y):
@@ -110,7 +110,7 @@ def triangle(x, y):
 
 
 def holed_triangle(x, y):
-    hole = _TRIANGLE_CENTROID + 0.5 * (_TRIANGLE - _TRIANGLE_CENTROID)
+    hole = TRIANGLE_CENTROID + 0.5 * (_TRIANGLE - TRIANGLE_CENTROID)
     return triangle(x, y) & ~inside_polygon(x, y, hole)
 
 
@@ -153,7 +153,7 @@ _STAR_5 = star_polygon(5, 0.42, -np.pi / 2)
 # Tips on the diagonals, so that the 4-point star is not a thin plus.
 _STAR_4 = star_polygon(4, 0.36, np.pi / 4)
 _STAR_6 = star_polygon(6, 0.55, -np.pi / 2)
-_FULL_STAR_5 = star_polygon(5, 0.52, -np.pi / 2)
+FULL_STAR_5 = star_polygon(5, 0.52, -np.pi / 2)
 
 
 def star_5(x, y):
@@ -168,9 +168,13 @@ def star_6(x, y):
     return inside_polygon(x, y, _STAR_6)
 
 
+def full_star_5(x, y):
+    return inside_polygon(x, y, FULL_STAR_5)
+
+
 def holed_star(x, y):
     # Fuller than star_5 so that the ring of star around the hole stays a few px wide.
-    return inside_polygon(x, y, _FULL_STAR_5) & (_radius(x, y) >= 0.28)
+    return full_star_5(x, y) & (_radius(x, y) >= 0.28)
 
 
 # Bar-letter family: L, E, H and U from bars of one width in one frame.
