@@ -14,6 +14,8 @@ the path, see pyproject.toml):
   block.
 - ``assert_same_gradients(fn, expected_fn, inputs)`` compares two differentiable paths
   (e.g. torch.compile against eager, Triton against native) on copies of the inputs.
+- Every test starts from the same global random state (an autouse fixture seeds torch,
+  NumPy and ``random``); a test that needs other draws seeds its own generator.
 
 Data fixtures: a small generated synthetic set and a hand-written COCO file.
 """
@@ -24,6 +26,7 @@ import contextlib
 import copy
 import json
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +56,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_cuda)
         if not (TRITON_INTERPRET or CUDA_AVAILABLE) and item.get_closest_marker("triton") is not None:
             item.add_marker(skip_triton)
+
+
+@pytest.fixture(autouse=True)
+def _same_random_state_for_every_test():
+    """Every test starts from the same global random state (torch, NumPy, random), so a
+    test draws the same inputs alone as in the suite, and a failure reproduces."""
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
 
 
 @contextlib.contextmanager

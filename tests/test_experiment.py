@@ -130,18 +130,20 @@ def test_data_of_an_older_marker_is_reused(tmp_path):
     assert "generating" in messages[-1] and json.loads(marker.read_text())["seed"] == 5
 
 
-def _bootstrap(aps: dict[str, float], seed: int = 0):
-    """A stand-in for SplitEvaluator.evaluate_with_intervals: every row's AP (fractions)
-    with 200 resamples scattered around it."""
-    rng = np.random.default_rng(seed)
+def _bootstrap(*aps_per_seed: dict[str, float]):
+    """A stand-in for SplitEvaluator.evaluate_with_intervals: every row's AP (fractions) of
+    seed 0, 1, ... with 200 resamples scattered around it."""
+    rng = np.random.default_rng(0)
     keys = [(subset, iou) for subset in ("A", "B", "all") for iou in ("segm", "bbox")]
-    intervals = {f"0/{name}": {s: {} for s in ("A", "B", "all")} for name in aps}
-    samples = {f"0/{name}": {s: {} for s in ("A", "B", "all")} for name in aps}
+    intervals, samples = {}, {}
     noise = 0.005 * rng.standard_normal(200)  # shared: paired resamples of the same images
-    for name, ap in aps.items():
-        for subset, iou in keys:
-            intervals[f"0/{name}"][subset][iou] = {"AP": {"estimate": ap}}
-            samples[f"0/{name}"][subset][iou] = {"AP": ap + noise + 0.002 * rng.standard_normal(200)}
+    for seed, aps in enumerate(aps_per_seed):
+        for name, ap in aps.items():
+            intervals[f"{seed}/{name}"] = {s: {} for s in ("A", "B", "all")}
+            samples[f"{seed}/{name}"] = {s: {} for s in ("A", "B", "all")}
+            for subset, iou in keys:
+                intervals[f"{seed}/{name}"][subset][iou] = {"AP": {"estimate": ap}}
+                samples[f"{seed}/{name}"][subset][iou] = {"AP": ap + noise + 0.002 * rng.standard_normal(200)}
     return SimpleNamespace(intervals=intervals, samples=samples)
 
 
@@ -164,3 +166,23 @@ def test_share_of_the_gap_needs_a_gap():
     assert gap["oracle_minus_baseline"]["low"] < 0
     assert gap["fraction"] is None and gap["fraction_interval"] is None
     assert "share of the gap closed: undefined" in format_table(no_gap, rows)
+
+
+def test_summary_keeps_each_seed():
+    rows = [Row(name, "stage-wise", name) for name in ("class_agnostic", "transfer_mlp", "oracle")]
+    bootstrap = _bootstrap({"class_agnostic": 0.30, "transfer_mlp": 0.32, "oracle": 0.40},
+                           {"class_agnostic": 0.20, "transfer_mlp": 0.26, "oracle": 0.30})
+    summary = summarise(bootstrap, rows, [0, 1], Summary())
+    agnostic = summary["rows"]["class_agnostic"]
+    assert agnostic["AP"]["segm B"]["estimate"] == pytest.approx(25.0)
+    assert [agnostic["AP per seed"][seed]["segm B"]["estimate"] for seed in ("0", "1")] == pytest.approx([30.0, 20.0])
+    gap = summary["gap_closed"]
+    assert gap["fraction"] == pytest.approx(8 / 20)
+    assert [gap["per seed"][seed]["fraction"] for seed in ("0", "1")] == pytest.approx([0.2, 0.6])
+    assert gap["per seed"]["1"]["method_minus_baseline"]["estimate"] == pytest.approx(6.0)
+    assert "share of the gap closed per seed: seed 0 20% [" in format_table(summary, rows)
+    assert "seed 1 60% [" in format_table(summary, rows)
+    # One seed: nothing to repeat.
+    single = summarise(bootstrap, rows, [1], Summary())
+    assert "AP per seed" not in single["rows"]["oracle"] and "per seed" not in single["gap_closed"]
+    assert single["gap_closed"]["fraction"] == pytest.approx(0.6)

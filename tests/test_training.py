@@ -159,12 +159,15 @@ def _wait_for(predicate, timeout: float, process: subprocess.Popen) -> None:
         if time.monotonic() > deadline:
             process.kill()
             raise AssertionError("timed out")
-        time.sleep(0.1)
+        time.sleep(0.01)
 
 
 def test_sigterm_saves_a_checkpoint_and_resume_finishes_the_run(synthetic_root, tmp_path):
-    recipe = _write_recipe(tmp_path / "recipe.yaml", tiny_recipe(synthetic_root, solver={"iterations": 12},
-                                                                 train={"checkpoint_period": 100}))
+    # The signal goes out once the first iteration is logged; the run is long enough (a tiny
+    # iteration takes about 0.05 s) that it cannot finish before the signal lands.
+    iterations = 60
+    recipe = _write_recipe(tmp_path / "recipe.yaml", tiny_recipe(
+        synthetic_root, solver={"iterations": iterations}, train={"checkpoint_period": 10 * iterations}))
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "maskx", "train", "--config", str(recipe), "--out", str(run_dir), "--no-progress"]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -176,12 +179,12 @@ def test_sigterm_saves_a_checkpoint_and_resume_finishes_the_run(synthetic_root, 
     assert "--resume" in stderr and "Traceback" not in stderr
     (checkpoint,) = periodic_checkpoints(run_dir)
     stopped_at = load_checkpoint(checkpoint)["iteration"]
-    assert 1 <= stopped_at < 12
+    assert 1 <= stopped_at < iterations
     assert load_trained_model(checkpoint).iteration == stopped_at
     finished = subprocess.run([sys.executable, "-m", "maskx", "train", "--out", str(run_dir), "--resume",
                                "--no-progress"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
-    assert sorted(_losses(run_dir)) == list(range(1, 13))
+    assert sorted(_losses(run_dir)) == list(range(1, iterations + 1))
     assert (run_dir / "model_final.pt").is_file()
 
 

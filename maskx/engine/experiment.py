@@ -354,41 +354,51 @@ def _per_class(bootstrap, names: list[str], class_names: Mapping[int, str]) -> d
     return out
 
 
+def _gap_closed(bootstrap, seeds: Sequence[int], choice: Summary) -> dict:
+    """Method minus baseline and oracle minus baseline in mask AP on B, and the share of
+    that gap the method closes, over the given seeds (paired: the same resamples)."""
+    (base, base_s), (method, method_s), (oracle, oracle_s) = (
+        _combined(bootstrap, [f"{seed}/{name}" for seed in seeds], "B", "segm")
+        for name in (choice.baseline, choice.method, choice.oracle))
+    gap = _interval(oracle - base, oracle_s - base_s, difference=True)
+    # A share of the gap means something only when there is a gap: the oracle above
+    # the baseline beyond the noise (otherwise the ratio's interval is unbounded).
+    defined = gap["low"] is not None and gap["low"] > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (method_s - base_s) / (oracle_s - base_s)
+    return {
+        "method_minus_baseline": _interval(method - base, method_s - base_s, difference=True),
+        "oracle_minus_baseline": gap,
+        "fraction": round((method - base) / (oracle - base), 3) if defined else None,
+        "fraction_interval": [round(float(v), 3) for v in np.nanpercentile(ratio, [2.5, 97.5])]
+        if defined else None,
+    }
+
+
 def summarise(bootstrap, rows: list[Row], seeds: Sequence[int], choice: Summary,
               class_names: Mapping[int, str] | None = None) -> dict:
     """AP (percent) with 95% bootstrap intervals per row, averaged over seeds, and the
     share of the baseline-to-oracle gap in mask AP on B that the method closes. With
-    ``class_names`` (category id to name), each row also has its mask AP per class."""
+    several seeds, each seed's own values follow ("AP per seed", the gap's "per seed").
+    With ``class_names`` (category id to name), each row also has its mask AP per class."""
     out = {"rows": {}, "seeds": list(seeds)}
-    samples_b = {}
+
+    def cells(names: list[str]) -> dict:
+        return {f"{iou_type} {subset}": _interval(*_combined(bootstrap, names, subset, iou_type))
+                for subset, iou_type in COLUMNS}
+
     for row in rows:
         names = [f"{seed}/{row.name}" for seed in seeds]
-        cells = {}
-        for subset, iou_type in COLUMNS:
-            estimate, samples = _combined(bootstrap, names, subset, iou_type)
-            cells[f"{iou_type} {subset}"] = _interval(estimate, samples)
-            if (subset, iou_type) == ("B", "segm"):
-                samples_b[row.name] = (estimate, samples)
-        out["rows"][row.name] = {"training": row.training, "description": row.description, "AP": cells}
+        out["rows"][row.name] = {"training": row.training, "description": row.description, "AP": cells(names)}
+        if len(seeds) > 1:
+            out["rows"][row.name]["AP per seed"] = {str(seed): cells([name]) for seed, name in zip(seeds, names)}
         if class_names:
             out["rows"][row.name]["mask AP per class"] = _per_class(bootstrap, names, class_names)
-    if all(name in samples_b for name in (choice.baseline, choice.method, choice.oracle)):
-        (base, base_s), (method, method_s), (oracle, oracle_s) = (
-            samples_b[choice.baseline], samples_b[choice.method], samples_b[choice.oracle])
-        gap = _interval(oracle - base, oracle_s - base_s, difference=True)
-        # A share of the gap means something only when there is a gap: the oracle above
-        # the baseline beyond the noise (otherwise the ratio's interval is unbounded).
-        defined = gap["low"] is not None and gap["low"] > 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = (method_s - base_s) / (oracle_s - base_s)
-        out["gap_closed"] = {
-            "baseline": choice.baseline, "method": choice.method, "oracle": choice.oracle,
-            "method_minus_baseline": _interval(method - base, method_s - base_s, difference=True),
-            "oracle_minus_baseline": gap,
-            "fraction": round((method - base) / (oracle - base), 3) if defined else None,
-            "fraction_interval": [round(float(v), 3) for v in np.nanpercentile(ratio, [2.5, 97.5])]
-            if defined else None,
-        }
+    if {choice.baseline, choice.method, choice.oracle} <= {row.name for row in rows}:
+        out["gap_closed"] = {"baseline": choice.baseline, "method": choice.method, "oracle": choice.oracle,
+                             **_gap_closed(bootstrap, seeds, choice)}
+        if len(seeds) > 1:
+            out["gap_closed"]["per seed"] = {str(seed): _gap_closed(bootstrap, [seed], choice) for seed in seeds}
     return out
 
 
@@ -396,6 +406,13 @@ def _cell(value: dict) -> str:
     if value["low"] is None:
         return "-"
     return f"{value['estimate']:.1f} [{value['low']:.1f}, {value['high']:.1f}]"
+
+
+def _share(gap: dict) -> str:
+    fraction, interval = gap["fraction"], gap["fraction_interval"]
+    if fraction is None:
+        return "undefined (the oracle does not beat the baseline beyond the noise)"
+    return f"{100 * fraction:.0f}% [{100 * interval[0]:.0f}%, {100 * interval[1]:.0f}%]"
 
 
 def format_table(summary: dict, rows: list[Row]) -> str:
@@ -413,13 +430,12 @@ def format_table(summary: dict, rows: list[Row]) -> str:
                      + " | ".join(_cell(cells[f"{t} {s}"]) for s, t in COLUMNS) + " |")
     gap = summary.get("gap_closed")
     if gap:
-        fraction = gap["fraction"]
-        interval = gap["fraction_interval"]
         lines += ["", f"{gap['method']} - {gap['baseline']}, mask AP on B: {_cell(gap['method_minus_baseline'])}; "
                       f"{gap['oracle']} - {gap['baseline']}: {_cell(gap['oracle_minus_baseline'])}; "
-                      f"share of the gap closed: "
-                      + ("undefined (the oracle does not beat the baseline beyond the noise)" if fraction is None
-                         else f"{100 * fraction:.0f}% [{100 * interval[0]:.0f}%, {100 * interval[1]:.0f}%]")]
+                      f"share of the gap closed: {_share(gap)}"]
+        if "per seed" in gap:
+            lines += ["", "share of the gap closed per seed: " + "; ".join(
+                f"seed {seed} {_share(value)}" for seed, value in gap["per seed"].items())]
     b_names = summary.get("split", {}).get("B names")
     if b_names and all("mask AP per class" in summary["rows"][row.name] for row in rows):
         lines += ["", "Mask AP per class of B (mean over seeds, full validation set):", "",
