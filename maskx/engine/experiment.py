@@ -30,8 +30,7 @@ import numpy as np
 from maskx.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from maskx.data import CocoInstanceDataset, coco_layout
 from maskx.data.splits import ALL_CLASSES, resolve_split
-from maskx.data.synthetic import SceneConfig
-from maskx.data.synthetic.categories import category_set
+from maskx.data.synthetic import SceneConfig, category_set
 from maskx.engine.checkpoint import FINAL_NAME
 from maskx.engine.config import HeadConfig, RunConfig
 from maskx.engine.inference import evaluation_dataset, predict, run_inference

@@ -14,6 +14,7 @@ from maskx.data.synthetic.categories import (
     SYNTHETIC_SPLITS,
     SYNTHETIC_SUPERCATEGORIES,
     CategorySet,
+    category_set,
 )
 from maskx.data.synthetic.generator import (
     SYNTHETIC_VERSION,
@@ -41,6 +42,7 @@ __all__ = [
     "SYNTHETIC_VERSION",
     "CategorySet",
     "SceneConfig",
+    "category_set",
     "generate_dataset",
     "render_scene",
 ]

@@ -63,6 +63,7 @@ def category_set(name: str) -> CategorySet:
         raise ValueError(f"unknown category set {name!r}: expected one of {', '.join(CATEGORY_SETS)}")
     return CATEGORY_SETS[name]
 
+
 # The default set's categories, supercategories and patterns.
 SYNTHETIC_CATEGORIES: tuple[tuple[int, str], ...] = FAMILIES_SET.categories
 SYNTHETIC_SUPERCATEGORIES: dict[str, str] = FAMILIES_SET.supercategories

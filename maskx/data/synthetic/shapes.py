@@ -153,7 +153,7 @@ _STAR_5 = star_polygon(5, 0.42, -np.pi / 2)
 # Tips on the diagonals, so that the 4-point star is not a thin plus.
 _STAR_4 = star_polygon(4, 0.36, np.pi / 4)
 _STAR_6 = star_polygon(6, 0.55, -np.pi / 2)
-FULL_STAR_5 = star_polygon(5, 0.52, -np.pi / 2)
+_FULL_STAR_5 = star_polygon(5, 0.52, -np.pi / 2)
 
 
 def star_5(x, y):
@@ -169,7 +169,7 @@ def star_6(x, y):
 
 
 def full_star_5(x, y):
-    return inside_polygon(x, y, FULL_STAR_5)
+    return inside_polygon(x, y, _FULL_STAR_5)
 
 
 def holed_star(x, y):
